@@ -1,0 +1,54 @@
+# churnfs: a churn-prediction feature store on Feast. `make` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+USERS ?= 100000
+SEED ?= 42
+DATA_DIR ?= data
+export DATA_DIR
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: help setup test lint format data features demo bench clean
+
+help: ## Show this help (the default target)
+	@echo "Usage: make TARGET [USERS=100000] [SEED=42] [DATA_DIR=data]"
+	@echo
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-13s\033[0m %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
+	# torch first, pinned: the CPU build on local disk (a looser pin pulls a multi-GB CUDA build)
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]' --config-settings editable_mode=compat
+	touch $@
+
+setup: $(VENV)/.installed ## Create .venv and install everything (idempotent)
+
+test: setup ## Run the whole test suite (starts a private Redis when none answers)
+	$(BIN)/pytest
+
+lint: setup ## ruff check, ruff format --check and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy churnfs datagen transformations
+
+format: setup ## Apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+data: setup ## Generate the raw world into DATA_DIR/raw (USERS, SEED)
+	$(BIN)/churnfs generate --users $(USERS) --seed $(SEED)
+
+demo: data ## Run the product end to end at USERS users
+	@echo "demo: raw world ready under $(DATA_DIR)"
+
+bench: setup ## Run the benchmarks and rewrite docs/benchmarks.md
+	$(BIN)/python -m bench
+
+clean: ## Remove DATA_DIR (the generated world) and caches
+	rm -rf "$(DATA_DIR)"/raw "$(DATA_DIR)"/offline_store "$(DATA_DIR)"/quarantine .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,85 @@
+"""Shared benchmark plumbing: measure a subprocess (wall time and its own peak memory), take
+medians, describe the machine, and the row type every suite returns."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+VENV_BIN = REPO / ".venv" / "bin"
+
+
+@dataclass
+class Row:
+    """One line of the benchmarks table."""
+
+    suite: str
+    metric: str
+    value: float | str
+    unit: str = ""
+    goal: str = ""
+    ok: bool | None = None
+    note: str = ""
+
+
+@dataclass
+class Measured:
+    wall_s: float
+    peak_rss_mb: float
+    stdout: str
+
+
+def run_measured(cmd: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path = REPO) -> Measured:
+    """Run ``cmd`` and return its wall time and its peak resident memory (``wait4`` rusage of
+    that child and the descendants it waited for). Raises on a non-zero exit."""
+    full_env = {**os.environ, **(env or {})}
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        list(cmd), cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{out[-4000:]}")
+    return Measured(wall_s=wall, peak_rss_mb=usage.ru_maxrss / 1024.0, stdout=out)
+
+
+def median_time(fn: Callable[[], object], repeat: int = 5) -> float:
+    """Median wall seconds of ``repeat`` calls of ``fn``."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def machine_description() -> str:
+    """CPU model, cores, memory and Python: the header of the benchmarks page."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gib = 0.0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem_gib = int(line.split()[1]) / 1024 / 1024
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {mem_gib:.0f} GiB RAM, Python {platform.python_version()}"

@@ -1,0 +1,98 @@
+"""The one settings object: paths, connections and secrets, read from the environment.
+
+Every stage takes a ``Settings`` instead of reading the environment itself, so two worlds
+can live side by side (``DATA_DIR=/tmp/a`` and ``DATA_DIR=/tmp/b``). Nothing here touches
+the filesystem: directories are made by the stage that writes into them.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+"""The repository root: where ``feature_store.yaml`` and ``feature_repo/`` live."""
+
+
+class Settings(BaseSettings):
+    """Configuration for every stage. Environment variable names are the field names in
+    upper case (``DATA_DIR``, ``REDIS_CONNECTION_STRING``, ``MLFLOW_TRACKING_URI``, ...)."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
+
+    data_dir: Path = Field(default=Path("data"), description="Root of one world's data.")
+    redis_connection_string: str = Field(
+        default="127.0.0.1:6379",
+        description="Feast's Redis convention: host:port[,db=N][,password=...][,ssl=true].",
+    )
+    mlflow_tracking_uri: str | None = Field(
+        default=None, description="Defaults to an embedded SQLite store under DATA_DIR."
+    )
+    churnfs_api_key: SecretStr | None = Field(
+        default=None, description="Required in X-API-Key by the refresh endpoint."
+    )
+    feast_repo_path: Path = Field(default=PROJECT_ROOT, description="Folder holding feature_store.yaml.")
+
+    # Batch features
+    snapshot_frequency_days: int = Field(default=7, ge=1, description="As-of calendar step.")
+
+    # NLP
+    embedding_model: str = Field(
+        default="all-MiniLM-L6-v2",
+        description="'all-MiniLM-L6-v2' (packaged offline) or a path / sentence-transformers name.",
+    )
+    embedding_backend: str = Field(default="onnx-int8", description="'torch', 'onnx' or 'onnx-int8'.")
+    embedding_batch_size: int = Field(default=64, ge=1)
+    embedding_threads: int = Field(default=0, ge=0, description="0 means all cores.")
+    embedding_device: str = Field(default="auto", description="'auto', 'cpu' or 'cuda'.")
+
+    # Serving
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    predict_batch_limit: int = Field(default=1000, ge=1)
+
+    # Monitoring
+    drift_share_threshold: float = Field(default=0.3, gt=0, le=1)
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.data_dir / "raw"
+
+    @property
+    def offline_store_dir(self) -> Path:
+        return self.data_dir / "offline_store"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.data_dir / "quarantine"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        """Versioned artifacts of the feature pipeline (topic model, embedding cache)."""
+        return self.data_dir / "artifacts"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.data_dir / "reports"
+
+    @property
+    def prediction_log_dir(self) -> Path:
+        return self.data_dir / "predictions"
+
+    @property
+    def registry_path(self) -> Path:
+        return self.data_dir / "registry.db"
+
+    @cached_property
+    def resolved_mlflow_tracking_uri(self) -> str:
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{(self.data_dir / 'mlflow.db').resolve()}"
+
+
+def get_settings() -> Settings:
+    """Read the settings from the environment (a new object each call: tests change the env)."""
+    return Settings()
