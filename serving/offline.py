@@ -1,0 +1,134 @@
+"""The offline fallback: each user's latest snapshot from the offline store, held in memory.
+
+At start-up the service reads, per feature view of the feature service, the newest row of
+every user from ``DATA_DIR/offline_store/<view>.parquet`` plus the rows refreshes appended
+under ``offline_store/refreshes/<view>/``. Only the latest row per user is kept (about 150 MB
+for 100,000 users, most of it the 384-float review embedding), so a lookup is a dict access.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from churnfs.errors import MissingDataError
+
+logger = logging.getLogger(__name__)
+
+REFRESH_DIR = "refreshes"
+
+ViewRow = tuple[datetime | None, dict[str, Any]]
+"""One view's values for one user: the snapshot's ``event_timestamp`` and feature values."""
+
+
+def view_files(offline_store_dir: Path, view: str) -> list[Path]:
+    """The parquet files holding a view's snapshots: the batch job's file, then refresh parts."""
+    files = []
+    main = Path(offline_store_dir) / f"{view}.parquet"
+    if main.exists():
+        files.append(main)
+    files.extend(sorted((Path(offline_store_dir) / REFRESH_DIR / view).glob("*.parquet")))
+    return files
+
+
+def refresh_part_path(offline_store_dir: Path, view: str, user_id: int, as_of: datetime) -> Path:
+    """Where a refresh appends one user's recomputed row of ``view`` (never overwritten)."""
+    return Path(offline_store_dir) / REFRESH_DIR / view / f"{as_of:%Y%m%dT%H%M%S%f}-user{user_id}.parquet"
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def latest_rows(files: Sequence[Path], features: Sequence[str]) -> pa.Table:
+    """Each user's newest row (by ``event_timestamp``, then ``created_timestamp``) over ``files``,
+    with ``user_id``, ``event_timestamp`` and ``features``."""
+    import duckdb
+
+    columns = ", ".join(_quote(c) for c in ["user_id", "event_timestamp", *features])
+    # Find the newest time per user from two narrow columns first, then pull the wide rows of
+    # those (user, time) pairs: the vectors of older snapshots are never held in memory.
+    sql = f"""
+        WITH src AS (SELECT * FROM read_parquet($files, union_by_name = true)),
+        newest AS (SELECT user_id, max(event_timestamp) AS ts FROM src GROUP BY user_id)
+        SELECT {columns} FROM (
+            SELECT src.*, row_number() OVER (
+                PARTITION BY src.user_id ORDER BY src.created_timestamp DESC) AS _rank
+            FROM src SEMI JOIN newest ON src.user_id = newest.user_id AND src.event_timestamp = newest.ts
+        ) WHERE _rank = 1
+        ORDER BY user_id
+    """
+    with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")
+        return con.sql(sql, params={"files": [str(f) for f in files]}).to_arrow_table()
+
+
+class OfflineSnapshots:
+    """Latest offline values per (view, user), plus rows refreshed since start-up."""
+
+    def __init__(self, tables: Mapping[str, pa.Table], features: Mapping[str, Sequence[str]]) -> None:
+        self._features = {view: list(names) for view, names in features.items()}
+        self._columns: dict[str, dict[str, pa.Array]] = {}
+        self._index: dict[str, dict[int, int]] = {}
+        for view, table in tables.items():
+            table = table.combine_chunks()
+            self._columns[view] = {
+                name: table.column(name).chunk(0) if table.num_rows else table.column(name)
+                for name in table.column_names
+            }
+            self._index[view] = {int(u): i for i, u in enumerate(table.column("user_id").to_pylist())}
+        self._overlay: dict[tuple[str, int], ViewRow] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, offline_store_dir: Path, features: Mapping[str, Sequence[str]]) -> OfflineSnapshots:
+        """Read the latest snapshot per user of every view; MissingDataError when a view has no file."""
+        tables = {}
+        for view, names in features.items():
+            files = view_files(offline_store_dir, view)
+            if not files:
+                raise MissingDataError(
+                    f"no offline store file for {view} under {offline_store_dir}: run `make features` first"
+                )
+            tables[view] = latest_rows(files, names)
+            logger.info("offline fallback: %s rows of %s", tables[view].num_rows, view)
+        return cls(tables, features)
+
+    @property
+    def views(self) -> list[str]:
+        return list(self._features)
+
+    @property
+    def users(self) -> int:
+        """How many distinct users have at least one view offline."""
+        ids: set[int] = set()
+        for index in self._index.values():
+            ids.update(index)
+        ids.update(u for _, u in self._overlay)
+        return len(ids)
+
+    def lookup(self, user_id: int, view: str) -> ViewRow | None:
+        """The user's newest row of ``view``, or None when the offline store has none."""
+        overlay = self._overlay.get((view, user_id))
+        if overlay is not None:
+            return overlay
+        row = self._index.get(view, {}).get(user_id)
+        if row is None:
+            return None
+        columns = self._columns[view]
+        values = {name: columns[name][row].as_py() for name in self._features[view]}
+        return columns["event_timestamp"][row].as_py(), values
+
+    def update(self, view: str, user_id: int, event_timestamp: datetime, values: Mapping[str, Any]) -> None:
+        """Record a refreshed row so the fallback serves it too (when newer than what it has)."""
+        current = self.lookup(user_id, view)
+        if current is not None and current[0] is not None and current[0] > event_timestamp:
+            return
+        with self._lock:
+            self._overlay[(view, user_id)] = (event_timestamp, dict(values))

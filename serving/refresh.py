@@ -1,0 +1,127 @@
+"""Refresh one user: recompute the pushable feature views from the raw tables as of now, with
+the batch job's own transformation functions, append the rows to the offline store, push them
+to the online store through Feast's push sources, and report what changed."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+
+from churnfs.errors import ServiceUnavailableError
+from churnfs.io import write_parquet_atomic
+from serving.errors import OnlineStoreUnavailableError, UnknownUserError
+from serving.features import FeatureVector
+from serving.offline import refresh_part_path
+from serving.online import FeatureLayout
+from serving.service import ServingState
+from serving.values import changed_features, plain_features
+
+logger = logging.getLogger(__name__)
+
+
+def push_sources_by_view(store: Any, layout: FeatureLayout) -> dict[str, str]:
+    """The feature views of the service that have a push source, and that source's name."""
+    out = {}
+    for view in layout.views:
+        fv = store.get_feature_view(view, allow_registry_cache=True)
+        source = getattr(fv, "stream_source", None)
+        if source is not None and type(source).__name__ == "PushSource":
+            out[view] = source.name
+    return out
+
+
+def group_name(view: str) -> str:
+    """The transformation group behind a feature view (``user_activity_features`` -> ``activity``)."""
+    return view.removeprefix("user_").removesuffix("_features")
+
+
+def _frame_for_view(frames: Mapping[str, pd.DataFrame], view: str) -> pd.DataFrame | None:
+    for key in (view, group_name(view)):
+        if key in frames:
+            return frames[key]
+    return None
+
+
+def refresh_user(state: ServingState, user_id: int) -> dict[str, Any]:
+    """Recompute, write offline then online, and return the refresh report."""
+    lookup = state.ensure_features()
+    store, layout = state.store, lookup.layout
+    pushable = push_sources_by_view(store, layout)
+    if not pushable:
+        raise ServiceUnavailableError(
+            f"no feature view of {layout.feature_service} has a push source in the registry: run `make apply`"
+        )
+    before: FeatureVector | None = lookup.get([user_id])[0]
+    as_of = datetime.now(UTC)
+
+    from transformations.refresh import recompute_user
+
+    frames = recompute_user(state.settings, user_id, as_of, [group_name(v) for v in pushable])
+    rows: dict[str, tuple[pd.DataFrame, dict[str, Any]]] = {}
+    for view in pushable:
+        frame = _frame_for_view(frames, view)
+        if frame is None or frame.empty:
+            continue
+        frame = frame[frame["user_id"] == user_id].tail(1).reset_index(drop=True)
+        if frame.empty:
+            continue
+        rows[view] = (frame, {str(k): v for k, v in frame.iloc[0].items()})
+    if not rows:
+        raise UnknownUserError(f"user {user_id} is not in the raw user table: nothing to refresh")
+
+    report_views = []
+    offline_dir = state.settings.offline_store_dir
+    for view, (frame, row) in rows.items():
+        event_timestamp = pd.Timestamp(row["event_timestamp"]).to_pydatetime().astimezone(UTC)
+        # Offline first: whatever happens to the push, the computed row is kept.
+        path = refresh_part_path(offline_dir, view, user_id, event_timestamp)
+        write_parquet_atomic(frame, path)
+        values = plain_features({name: row.get(name) for name in layout.views[view]})
+        if state.offline is not None:
+            state.offline.update(view, user_id, event_timestamp, values)
+        previous = before.views[view] if before is not None else None
+        before_values = {n: before.values.get(n) for n in layout.views[view]} if before is not None else {}
+        changes = changed_features(before_values, values)
+        report_views.append(
+            {
+                "feature_view": view,
+                "push_source": pushable[view],
+                "event_timestamp_before": previous.event_timestamp if previous else None,
+                "event_timestamp_after": event_timestamp,
+                "source_before": previous.source if previous else None,
+                "changed": [{"feature": n, "before": b, "after": a} for n, b, a in changes],
+                "unchanged": len(values) - len(changes),
+                "offline_path": str(path),
+            }
+        )
+
+    from feast.data_source import PushMode
+
+    try:
+        if state.online is not None and not state.online.is_up and not state.online.check()[0]:
+            raise OnlineStoreUnavailableError(state.online.last_error)
+        for view, (frame, _) in rows.items():
+            store.push(pushable[view], frame, to=PushMode.ONLINE)
+    except OnlineStoreUnavailableError as exc:
+        state.metrics.refreshes.labels(outcome="online_failed").inc()
+        raise ServiceUnavailableError(
+            f"the online store cannot be reached ({exc}); the recomputed rows of user {user_id} were "
+            "appended to the offline store and are served from the fallback: retry when Redis is back"
+        ) from None
+    except Exception as exc:
+        if state.online is not None and type(exc).__module__.startswith("redis"):
+            state.online.mark_down(f"push failed: {exc}")
+            state.metrics.refreshes.labels(outcome="online_failed").inc()
+            raise ServiceUnavailableError(
+                f"pushing to the online store failed ({exc}); the recomputed rows of user {user_id} were "
+                "appended to the offline store: retry when Redis is back"
+            ) from None
+        raise
+    state.last_refresh = as_of
+    state.metrics.refreshes.labels(outcome="ok").inc()
+    logger.info("refreshed user %s", user_id, extra={"user_id": user_id, "views": list(rows)})
+    return {"user_id": user_id, "as_of": as_of, "online_written": True, "views": report_views}
