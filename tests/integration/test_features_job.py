@@ -197,11 +197,10 @@ def test_small_world_dirty_rows_are_quarantined_and_counted(small_store):
 def test_small_world_refresh_equals_batch_rows(small_store):
     settings, _ = small_store
     activity = read(settings, "user_activity_features")
-    busiest = activity.sort_values(["total_events", "user_id"]).tail(1)["user_id"].item()
-    quiet = activity[activity["total_events"] == 0]["user_id"].iloc[0].item()
     spec = load_world_spec(settings.raw_dir)
-    for user_id in (busiest, quiet):
-        for as_of in (spec.cutoffs()[0], spec.end):
+    for as_of in (spec.cutoffs()[0], spec.end):
+        rows = activity[activity["event_timestamp"] == as_of].sort_values(["total_events", "user_id"])
+        for user_id in (rows["user_id"].iloc[0].item(), rows["user_id"].iloc[-1].item()):  # quietest, busiest
             fresh = recompute_user(settings, user_id, as_of, groups=("profile", "activity"))
             for view, frame in fresh.items():
                 stored = read(settings, view)
