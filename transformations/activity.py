@@ -112,30 +112,48 @@ def first_in_group(*keys: np.ndarray) -> np.ndarray:
     return first.astype(np.int64)
 
 
-def _event_contributions(events: pa.Table, user_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _event_arrays(events: pa.Table) -> dict[str, np.ndarray]:
+    """The parsed events as numpy columns: ids, microsecond times, integer codes and amounts."""
+
+    def valid(name: str) -> np.ndarray:
+        return np.asarray(pc.is_valid(events.column(name)), dtype=bool)
+
+    category = pc.dictionary_encode(events.column("category").combine_chunks())
+    is_mobile = pc.is_in(events.column("device"), value_set=pa.array(MOBILE_DEVICES))
+    return {
+        "usable": valid("user_id") & valid("session_id") & valid("event_timestamp"),
+        "event_id": _int64(events.column("event_id")),
+        "user_id": _int64(events.column("user_id")),
+        "session_id": _int64(events.column("session_id")),
+        "ts": _int64(events.column("event_timestamp").cast(pa.int64())),
+        "type_code": _int64(
+            pc.index_in(events.column("event_type"), value_set=pa.array(EVENT_TYPES)), fill=-1
+        ),
+        "mobile": np.asarray(pc.fill_null(is_mobile, False), dtype=bool),
+        "duration_us": _micros(events.column("duration")),
+        "price_us": _micros(events.column("price")),
+        "category_code": _int64(category.indices, fill=-1),
+    }
+
+
+def _event_contributions(
+    ev: dict[str, np.ndarray], user_pos: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sort events by (user, time, event id); return the sorted user positions, times, and the
     integer contributions of each event (columns: ``CONTRIBUTIONS``)."""
-    event_id = _int64(events.column("event_id"))
-    all_ts = timestamps_us(events.column("event_timestamp"))
-    by_id = np.argsort(event_id, kind="stable")  # ties in (user, time) fall back to event id
-    order = by_id[stable_order(user_pos[by_id], all_ts[by_id])]
-    user, ts = user_pos[order], all_ts[order]
-    session = _int64(events.column("session_id"))[order]
-    type_code = _int64(pc.index_in(events.column("event_type"), value_set=pa.array(EVENT_TYPES)), fill=-1)[
-        order
-    ]
-    device = events.column("device")
-    mobile = np.asarray(pc.fill_null(pc.is_in(device, value_set=pa.array(MOBILE_DEVICES)), False), dtype=bool)
-    duration_us = _micros(events.column("duration"))[order]
-    price_us = _micros(events.column("price"))[order]
-    category = pc.dictionary_encode(events.column("category").combine_chunks())
-    category_code = _int64(category.indices, fill=-1)[order]
+    by_id = np.argsort(ev["event_id"], kind="stable")  # ties in (user, time) fall back to event id
+    order = by_id[stable_order(user_pos[by_id], ev["ts"][by_id])]
+    user, ts, session = user_pos[order], ev["ts"][order], ev["session_id"][order]
+    type_code, duration_us = ev["type_code"][order], ev["duration_us"][order]
+    category_code = ev["category_code"][order]
 
     contrib = np.zeros((order.size, len(CONTRIBUTIONS)), dtype=np.int64)
     for i in range(len(EVENT_TYPES)):
         contrib[:, i] = type_code == i
-    contrib[:, _C["mobile"]] = mobile[order]
-    contrib[:, _C["spend_us"]] = np.where(type_code == EVENT_TYPES.index("purchase"), price_us, 0)
+    contrib[:, _C["mobile"]] = ev["mobile"][order]
+    contrib[:, _C["spend_us"]] = np.where(
+        type_code == EVENT_TYPES.index("purchase"), ev["price_us"][order], 0
+    )
 
     # Growth of each session's visible length: a stable sort by (user, session) keeps time order.
     by_session = stable_order(user, session)
@@ -193,21 +211,17 @@ def build_activity_features(
     signup = timestamps_us(users.column("signup_date"))
 
     # Only events that some snapshot can see, of known users, with the keys the logic needs.
-    usable = pc.and_(
-        pc.and_(pc.is_valid(events.column("user_id")), pc.is_valid(events.column("session_id"))),
-        pc.is_valid(events.column("event_timestamp")),
-    )
-    if times.size:
-        usable = pc.and_(usable, pc.less(events.column("event_timestamp"), pa.scalar(int(times[-1]), UTC_US)))
-    events = events.filter(usable)
+    ev = _event_arrays(events)
     by_id = np.argsort(user_ids, kind="stable")
-    ev_user = _int64(events.column("user_id"))
-    slot = np.minimum(np.searchsorted(user_ids[by_id], ev_user), max(user_ids.size - 1, 0))
-    known = user_ids[by_id][slot] == ev_user if user_ids.size else np.zeros(ev_user.size, dtype=bool)
-    events = events.filter(pa.array(known))
-    user_pos = by_id[slot[known]].astype(np.int64)
+    slot = np.minimum(np.searchsorted(user_ids[by_id], ev["user_id"]), max(user_ids.size - 1, 0))
+    keep = ev.pop("usable") & (ev["ts"] < (times[-1] if times.size else np.iinfo(np.int64).min))
+    keep &= user_ids[by_id][slot] == ev["user_id"] if user_ids.size else False
+    kept = np.flatnonzero(keep)
+    ev = {name: values[kept] for name, values in ev.items()}
+    user_pos = by_id[slot[kept]].astype(np.int64)
 
-    ev_user, ev_ts, contrib = _event_contributions(events, user_pos)
+    ev_user, ev_ts, contrib = _event_contributions(ev, user_pos)
+    del ev
 
     # Sorted key (user position, number of query times <= event time): for a snapshot row and a
     # query time x, a binary search gives the position just after the user's last event before x.

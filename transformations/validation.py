@@ -162,29 +162,26 @@ def _split(
     con: duckdb.DuckDBPyConnection,
     source: pa.Table,
     reason_sql: str,
-    clean_query: str | None = None,
     join_sql: str = "",
     params: Mapping[str, object] | None = None,
 ) -> Split:
-    """Tag every row of ``source`` (registered as ``src``, numbered by ``_row``) with the first
-    failing check of ``reason_sql`` (NULL when usable). Return the clean rows as ``clean_query``
-    selects them from ``clean`` (default: the source's columns in their original order), and the
-    others in their original order with their ``reason``."""
+    """Tag every row of ``source`` (registered as ``src``) with the first failing check of
+    ``reason_sql`` (NULL when usable). DuckDB returns only the failing rows' numbers and reasons;
+    the split itself is an Arrow filter, so clean rows keep their order and are never copied
+    through the database."""
     numbered = source.append_column("_row", pa.array(np.arange(source.num_rows, dtype=np.int64)))
     con.register("src", numbered)
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE checked AS SELECT src.*, {reason_sql} AS reason FROM src {join_sql}",
-        params,
-    )
-    column_list = ", ".join(f'"{c}"' for c in source.column_names)
-    query = clean_query or f"SELECT {column_list} FROM clean ORDER BY _row"
-    clean = con.sql(f"WITH clean AS (SELECT * FROM checked WHERE reason IS NULL) {query}").to_arrow_table()
-    quarantined = con.sql(
-        f"SELECT {column_list}, reason FROM checked WHERE reason IS NOT NULL ORDER BY _row"
+    failures = con.sql(
+        f"""SELECT _row, reason FROM (SELECT src._row, {reason_sql} AS reason FROM src {join_sql})
+        WHERE reason IS NOT NULL ORDER BY _row""",
+        params=params,
     ).to_arrow_table()
-    con.execute("DROP TABLE checked")
     con.unregister("src")
-    return Split(clean, quarantined.cast(_quarantine_schema(source.schema)))
+    bad_rows = failures.column("_row")
+    keep = np.ones(source.num_rows, dtype=bool)
+    keep[np.asarray(bad_rows.to_numpy(), dtype=np.int64)] = False
+    quarantined = source.take(bad_rows).append_column("reason", failures.column("reason").cast(pa.string()))
+    return Split(source.filter(pa.array(keep)), quarantined)
 
 
 def _quarantine_schema(schema: pa.Schema) -> pa.Schema:
@@ -231,17 +228,30 @@ def quarantine_events(events: pa.Table, users: pa.Table, start: datetime, end: d
             WHEN NOT coalesce(json_valid(src.metadata), false)
                 OR NOT starts_with(ltrim(src.metadata, e' \\t\\n\\r'), '{{') THEN 'unparseable_metadata'
         END"""
-        clean_query = f"""SELECT event_id, user_id, session_id, event_timestamp, event_type,
-                   m.category, m.device, m.duration, m.price
-            FROM (SELECT *, from_json(metadata, '{METADATA_SCHEMA}') AS m FROM clean)"""
-        return _split(
+        split = _split(
             con,
             events,
             reason,
-            clean_query,
             join_sql="LEFT JOIN users u ON src.user_id = u.user_id",
             params={"start": start, "end": end},
         )
+        return Split(parse_metadata(con, split.clean), split.quarantined)
+
+
+def parse_metadata(con: duckdb.DuckDBPyConnection, events: pa.Table) -> pa.Table:
+    """Replace ``metadata`` (JSON objects, already validated) by its typed fields, parsed once."""
+    con.register("clean_events", events.select(["event_id", "metadata"]))
+    parsed = con.sql(
+        f"""SELECT event_id, m.category, m.device, m.duration, m.price
+        FROM (SELECT event_id, from_json(metadata, '{METADATA_SCHEMA}') AS m FROM clean_events)"""
+    ).to_arrow_table()
+    con.unregister("clean_events")
+    if not parsed.column("event_id").equals(events.column("event_id")):  # DuckDB keeps scan order
+        raise RuntimeError("metadata parsing changed the order of events")
+    out = events.drop_columns(["metadata"])
+    for name in ("category", "device", "duration", "price"):
+        out = out.append_column(name, parsed.column(name))
+    return out.select(list(PARSED_EVENT_COLUMNS))
 
 
 def quarantine_reviews(reviews: pa.Table, users: pa.Table, start: datetime, end: datetime) -> Split:
