@@ -1,0 +1,257 @@
+"""Generate the raw world: draw every table, then write them all under ``settings.raw_dir``.
+
+The tables are written into a staging folder beside ``raw/`` and the folder is swapped into
+place only once every file is written, so a failed run leaves the previous world (or nothing)
+behind, never half a world.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from churnfs.errors import InvalidInputError
+from churnfs.settings import Settings
+from churnfs.world import WORLD_SPEC_FILE, WorldSpec
+from datagen.events import CATEGORIES, event_table, sample_events
+from datagen.population import build_labels, sample_population
+from datagen.reviews import sample_reviews
+
+logger = logging.getLogger(__name__)
+
+MAX_USERS = 1_000_000  # memory grows with users x days; 100,000 needs about 1.5 GB
+MAX_DIRTY_FRACTION = 0.05
+
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+SCHEMAS: dict[str, pa.Schema] = {
+    "user_table": pa.schema(
+        [
+            ("user_id", pa.int64()),
+            ("signup_date", TIMESTAMP),
+            ("age", pa.int64()),
+            ("gender", pa.string()),
+            ("country", pa.string()),
+            ("income", pa.float64()),
+            ("device", pa.string()),
+            ("account_age_days", pa.int64()),
+            ("premium", pa.bool_()),
+        ]
+    ),
+    "event_logs": pa.schema(
+        [
+            ("event_id", pa.int64()),
+            ("user_id", pa.int64()),
+            ("session_id", pa.int64()),
+            ("event_timestamp", TIMESTAMP),
+            ("event_type", pa.string()),
+            ("metadata", pa.string()),
+        ]
+    ),
+    "review_table": pa.schema(
+        [
+            ("review_id", pa.int64()),
+            ("user_id", pa.int64()),
+            ("product_id", pa.int64()),
+            ("review_timestamp", TIMESTAMP),
+            ("rating", pa.int64()),
+            ("review_text", pa.string()),
+            ("helpful_votes", pa.int64()),
+            ("total_votes", pa.int64()),
+        ]
+    ),
+    "target_table": pa.schema(
+        [("user_id", pa.int64()), ("event_timestamp", TIMESTAMP), ("churned", pa.int64())]
+    ),
+    "_oracle": pa.schema(
+        [("user_id", pa.int64()), ("event_timestamp", TIMESTAMP), ("churn_probability", pa.float64())]
+    ),
+    "_reviews_truth": pa.schema([("review_id", pa.int64()), ("aspect", pa.string()), ("tone", pa.string())]),
+}
+"""The Arrow schema of every parquet file the generator writes (docs/data-model.md)."""
+
+STEPS = (
+    "users and satisfaction",
+    "labels and oracle",
+    "sessions and events",
+    "reviews",
+    "event table",
+    "write",
+)
+
+
+def parse_positive_int(name: str, value: str, allow_zero: bool = False) -> int:
+    """Parse a command-line integer; a clear one-line error when it is not one or is too small."""
+    text = str(value).strip()
+    try:
+        number = int(text)
+    except ValueError:
+        raise InvalidInputError(f"{name} must be a whole number, got {text!r}") from None
+    lowest = 0 if allow_zero else 1
+    if number < lowest:
+        bound = "0 or more" if allow_zero else "greater than 0"
+        raise InvalidInputError(f"{name} must be {bound}, got {number}")
+    return number
+
+
+def generate_world(
+    settings: Settings,
+    users: int,
+    seed: int,
+    drift: bool = True,
+    show_progress: bool = True,
+    dirty_fraction: float = 0.0005,
+) -> dict[str, object]:
+    """Draw the raw world for ``users`` users from ``seed`` and write it under ``settings.raw_dir``.
+
+    The same ``users``, ``seed``, ``drift`` and ``dirty_fraction`` give byte-identical files.
+    Returns a summary (rows per table, churn rate per cutoff, seconds) for the CLI."""
+    if not 1 <= users <= MAX_USERS:
+        raise InvalidInputError(f"USERS must be between 1 and {MAX_USERS:,}, got {users}")
+    if seed < 0:
+        raise InvalidInputError(f"SEED must be 0 or more, got {seed}")
+    if not 0.0 <= dirty_fraction <= MAX_DIRTY_FRACTION:
+        raise InvalidInputError(
+            f"dirty fraction must be between 0 and {MAX_DIRTY_FRACTION}, got {dirty_fraction}"
+        )
+    raw_dir = Path(settings.raw_dir)
+    staging = _make_staging_dir(raw_dir)
+
+    began = time.perf_counter()
+    spec = WorldSpec(users=users, seed=seed, drift=drift)
+    streams = [np.random.Generator(np.random.PCG64(s)) for s in np.random.SeedSequence(seed).spawn(4)]
+    population_rng, events_rng, reviews_rng, dirty_rng = streams
+
+    progress = Progress(
+        TextColumn("[bold]generate[/] {task.description:<24}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        disable=not show_progress,
+    )
+    try:
+        with progress:
+            task = progress.add_task(STEPS[0], total=len(STEPS))
+
+            def step(name: str) -> None:
+                progress.update(task, advance=1, description=name)
+                logger.debug("generate: %s", name)
+
+            pop = sample_population(population_rng, users, spec, drift, len(CATEGORIES))
+            step(STEPS[1])
+            target, oracle = build_labels(pop, spec)
+            step(STEPS[2])
+            events = sample_events(events_rng, pop, spec, drift)
+            step(STEPS[3])
+            reviews, truth = sample_reviews(reviews_rng, pop, events, spec, drift)
+            step(STEPS[4])
+            event_logs, n_dirty = event_table(dirty_rng, events, spec, dirty_fraction)
+            n_sessions = len(np.unique(events.session_id))
+            del events
+            step(STEPS[5])
+            tables: dict[str, pd.DataFrame | pa.Table] = {
+                "user_table": pop.user_table(spec),
+                "event_logs": event_logs,
+                "review_table": reviews,
+                "target_table": target,
+                "_oracle": oracle,
+                "_reviews_truth": truth,
+            }
+            for name, table in tables.items():
+                _write_parquet(table, SCHEMAS[name], staging / f"{name}.parquet")
+            spec.save(staging)
+            os.chmod(staging / WORLD_SPEC_FILE, 0o644)
+            _swap_into_place(staging, raw_dir)
+            progress.update(task, advance=1, description="done")
+    except OSError as exc:
+        raise InvalidInputError(
+            f"cannot write the raw world to {raw_dir}: {exc.strerror or exc}; "
+            "point DATA_DIR at a writable folder"
+        ) from exc
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+    rates = target.groupby("event_timestamp")["churned"].mean()
+    summary: dict[str, object] = {
+        "users": users,
+        "seed": seed,
+        "drift": drift,
+        "events": event_logs.num_rows,
+        "unusable events": n_dirty,
+        "sessions": n_sessions,
+        "reviews": len(reviews),
+        "reviewers": f"{reviews['user_id'].nunique() / users:.1%} of users",
+        "target rows": len(target),
+        "churn rate per cutoff": f"{rates.min():.1%} .. {rates.max():.1%}",
+        "oracle ROC-AUC": round(
+            roc_auc(target["churned"].to_numpy(), oracle["churn_probability"].to_numpy()), 3
+        ),
+        "output": str(raw_dir),
+        "seconds": round(time.perf_counter() - began, 1),
+    }
+    logger.info("raw world written to %s in %.1f s", raw_dir, summary["seconds"])
+    return summary
+
+
+def _make_staging_dir(raw_dir: Path) -> Path:
+    """Create an empty staging folder beside ``raw_dir`` (proving the place is writable) before
+    any work is done."""
+    try:
+        raw_dir.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{raw_dir.name}.", suffix=".tmp", dir=raw_dir.parent))
+    except OSError as exc:
+        raise InvalidInputError(
+            f"cannot write the raw world to {raw_dir}: {exc.strerror or exc}; "
+            "point DATA_DIR at a writable folder"
+        ) from None
+
+
+def _swap_into_place(staging: Path, raw_dir: Path) -> None:
+    """Replace ``raw_dir`` by the fully written ``staging`` folder: readers see the old world or
+    the new one, never a mixture; the old one is restored if the swap fails."""
+    os.chmod(staging, 0o755)
+    old: Path | None = None
+    if raw_dir.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{raw_dir.name}.old.", dir=raw_dir.parent))
+        os.replace(raw_dir, old)
+    try:
+        os.replace(staging, raw_dir)
+    except OSError:
+        if old is not None:
+            os.replace(old, raw_dir)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_parquet(table: pd.DataFrame | pa.Table, schema: pa.Schema, path: Path) -> None:
+    """Write ``table`` with exactly ``schema`` (zstd, no pandas index)."""
+    arrow = (
+        table
+        if isinstance(table, pa.Table)
+        else pa.Table.from_pandas(table, schema=schema, preserve_index=False)
+    )
+    pq.write_table(arrow.cast(schema), path, compression="zstd")
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve by the rank-sum formula (ties get average ranks)."""
+    labels = np.asarray(labels).astype(bool)
+    positives = int(labels.sum())
+    negatives = len(labels) - positives
+    if positives == 0 or negatives == 0:
+        return float("nan")
+    ranks = pd.Series(scores).rank(method="average").to_numpy()
+    return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))

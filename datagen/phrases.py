@@ -1,0 +1,306 @@
+"""Sentence fragments the review writer composes texts from.
+
+Every aspect has the same number of sentences per tone (``SENTENCES_PER_CELL``) so a review's
+sentences can be drawn with one vectorised index. ``{p}`` marks where the product noun goes.
+Valenced words are deliberately clear (``terrible``, ``love``) so a lexicon model such as VADER
+can recover the planted tone; neutral sentences stay flat.
+"""
+
+from __future__ import annotations
+
+TONES: tuple[str, ...] = ("negative", "neutral", "positive")
+ASPECTS: tuple[str, ...] = ("delivery", "price", "quality", "support", "app", "returns")
+
+PRODUCTS: tuple[str, ...] = (
+    "jacket",
+    "blender",
+    "headphones",
+    "running shoes",
+    "desk lamp",
+    "backpack",
+    "coffee maker",
+    "phone case",
+    "water bottle",
+    "keyboard",
+    "yoga mat",
+    "winter coat",
+    "kettle",
+    "bookshelf",
+    "sunglasses",
+    "air fryer",
+    "office chair",
+    "bed sheets",
+)
+
+SENTENCES_PER_CELL = 8
+
+# ASPECT_SENTENCES[aspect][tone] -> SENTENCES_PER_CELL sentences about that aspect in that tone.
+ASPECT_SENTENCES: dict[str, dict[str, tuple[str, ...]]] = {
+    "delivery": {
+        "negative": (
+            "The delivery was a disaster and the {p} arrived nine days late.",
+            "Shipping took forever and nobody could tell me where my parcel was.",
+            "The courier left the box in the rain and the {p} was soaked.",
+            "Tracking said delivered but the package never showed up, which was infuriating.",
+            "Terrible delivery service, the driver did not even ring the bell.",
+            "My order was stuck in a warehouse for two weeks with no update, awful.",
+            "The delivery date kept slipping and I wasted three days waiting at home.",
+            "The {p} came late and the shipping box was crushed, really frustrating.",
+        ),
+        "neutral": (
+            "The delivery took about a week, roughly what the site said.",
+            "The {p} was shipped in a standard box and arrived on the estimated day.",
+            "Tracking updates came once a day during shipping.",
+            "The courier dropped the parcel at the front desk of my building.",
+            "Delivery was on the expected date, nothing more to say about shipping.",
+            "The package arrived in the afternoon after a normal delivery window.",
+            "Shipping was standard and the order came in two separate parcels.",
+            "The {p} was delivered within the usual five working days.",
+        ),
+        "positive": (
+            "Delivery was super fast and the {p} arrived the very next day.",
+            "Great shipping, the courier was friendly and right on time.",
+            "The parcel arrived two days early, which was a lovely surprise.",
+            "Excellent delivery, the tracking was accurate the whole way.",
+            "I love how quickly the {p} was delivered, faster than any other shop.",
+            "Fast and reliable shipping, the box was safe at my door before noon.",
+            "The delivery was quick and smooth, really impressive service.",
+            "Shipping was free and amazingly fast, I am very happy with it.",
+        ),
+    },
+    "price": {
+        "negative": (
+            "The {p} is way overpriced for what you actually get.",
+            "The price is a rip off, I found the same {p} much cheaper elsewhere.",
+            "Hidden fees at checkout made the final price ridiculous.",
+            "Terrible value for money, I regret paying this much.",
+            "The price went up the day after I ordered, which feels dishonest.",
+            "Far too expensive, the discount code did not even work.",
+            "Paying this much for such a basic {p} is an insult.",
+            "The so called sale price was a scam, it was the normal price all along.",
+        ),
+        "neutral": (
+            "The price of the {p} is about average for this kind of item.",
+            "It costs roughly the same as in other shops.",
+            "The {p} was on sale for a few dollars less than usual.",
+            "The price is in the middle of the range for similar products.",
+            "I paid the listed price and the checkout total matched it.",
+            "The cost is normal for a {p} of this size.",
+            "Shipping added a small fee to the price of the order.",
+            "There was a small discount for members at checkout.",
+        ),
+        "positive": (
+            "Great value for money, the {p} was cheaper than anywhere else.",
+            "The price is excellent for this quality, a real bargain.",
+            "I love the discounts here, I saved a lot on this {p}.",
+            "Fantastic deal, the {p} cost half of what I expected.",
+            "Very fair price and no hidden fees at checkout, wonderful.",
+            "Affordable and worth every penny, I am delighted.",
+            "The sale price was amazing and the checkout was honest.",
+            "Best price I have found, a great deal on a great {p}.",
+        ),
+    },
+    "quality": {
+        "negative": (
+            "The {p} broke after two days, the quality is awful.",
+            "Cheap materials and terrible stitching, it fell apart quickly.",
+            "The {p} looks nothing like the pictures and feels flimsy.",
+            "Poor quality, the {p} stopped working within a week.",
+            "The build quality is horrible and one part was already cracked.",
+            "The fabric is thin and scratchy, a very disappointing {p}.",
+            "Defective out of the box, the worst {p} I have ever owned.",
+            "The {p} is badly made and started to smell weird, useless.",
+        ),
+        "neutral": (
+            "The {p} is what you would expect for the price.",
+            "The quality is okay, neither great nor bad.",
+            "The {p} does its job and looks like the photos.",
+            "The material feels average and the size is as described.",
+            "It works as described, though the finish is plain.",
+            "The {p} is a standard model with the usual features.",
+            "The colour is slightly different from the pictures.",
+            "The quality is similar to the {p} I had before.",
+        ),
+        "positive": (
+            "The {p} is excellent quality and feels really solid.",
+            "Beautifully made, the materials are great and it looks perfect.",
+            "I love this {p}, it works perfectly and feels premium.",
+            "Superb quality, the {p} is sturdy and well designed.",
+            "The {p} is even better than the pictures, fantastic craftsmanship.",
+            "Great quality, after months of use the {p} still looks brand new.",
+            "Wonderful product, comfortable, durable and very well finished.",
+            "The best {p} I have owned, the quality is outstanding.",
+        ),
+    },
+    "support": {
+        "negative": (
+            "Customer support was useless and never answered my emails.",
+            "I waited an hour on the phone and the agent was rude.",
+            "The support team kept sending copy paste replies, terrible service.",
+            "Nobody in customer service could solve my problem, awful experience.",
+            "Support closed my ticket without fixing anything, very frustrating.",
+            "The chat agent was unhelpful and hung up on me.",
+            "I contacted support five times about the {p} and got nowhere, horrible.",
+            "The worst customer service I have dealt with, they simply ignore you.",
+        ),
+        "neutral": (
+            "I contacted customer support once about the {p} and got a reply in two days.",
+            "The support agent answered my question about the order.",
+            "Customer service sent a standard email with the order details.",
+            "The chat support is available during office hours.",
+            "I asked support about the size of the {p} and they sent a link.",
+            "Support confirmed the order number and the delivery address.",
+            "The help center has articles about most questions.",
+            "A support ticket was opened and answered the next week.",
+        ),
+        "positive": (
+            "Customer support was fantastic and fixed my problem in minutes.",
+            "The agent was friendly, patient and really helpful.",
+            "Great support team, they replaced my {p} without any hassle.",
+            "I love the customer service here, they always answer quickly.",
+            "Support went above and beyond to help me, excellent service.",
+            "The chat agent was kind and solved everything right away.",
+            "Wonderful customer service, polite and genuinely helpful.",
+            "Support was amazing when I had a question about the {p}.",
+        ),
+    },
+    "app": {
+        "negative": (
+            "The app keeps crashing whenever I try to check out.",
+            "The new app update is terrible, I cannot find anything anymore.",
+            "The app is slow and buggy and logged me out twice.",
+            "Payment failed in the app three times, so annoying.",
+            "The search in the app is useless and shows the wrong {p}.",
+            "The app froze during checkout and charged me twice, awful.",
+            "Notifications from the app are spammy and broken.",
+            "The app is the worst shopping app I have used, a frustrating mess.",
+        ),
+        "neutral": (
+            "I ordered the {p} through the mobile app.",
+            "The app shows the order status and the delivery date.",
+            "I used the website first and then the app to pay.",
+            "The app asked me to update before checkout.",
+            "The app has a wishlist and a search bar like most shops.",
+            "I found the {p} in the app under the sale section.",
+            "The app layout changed since my last order.",
+            "The app sends a notification when the order ships.",
+        ),
+        "positive": (
+            "The app is fast and easy to use, checkout takes seconds.",
+            "I love the new app, finding the {p} was effortless.",
+            "Great app, the search is smart and the design is clean.",
+            "The app works perfectly and the wishlist feature is brilliant.",
+            "Smooth and reliable app, ordering is a pleasure.",
+            "The app recommendations were excellent and helped me pick this {p}.",
+            "Checkout in the app is quick and the payment is seamless, amazing.",
+            "The best shopping app I have used, simple and delightful.",
+        ),
+    },
+    "returns": {
+        "negative": (
+            "Returning the {p} was a nightmare and the refund never arrived.",
+            "They refused my return even though the {p} was faulty, unacceptable.",
+            "The refund took six weeks, a terrible returns process.",
+            "I had to pay for the return shipping of a broken {p}, ridiculous.",
+            "The returns portal is confusing and kept rejecting my request.",
+            "Still waiting for my money back, the worst return policy ever.",
+            "The exchange was a mess and they sent the wrong {p} again.",
+            "Returns are a hassle, they make it painful on purpose.",
+        ),
+        "neutral": (
+            "I returned the {p} and the refund came back to my card.",
+            "The return label was included in the box.",
+            "The returns policy gives thirty days to send items back.",
+            "I exchanged the {p} for a different size.",
+            "The refund was processed after the warehouse checked the item.",
+            "You need the order number to start a return.",
+            "I printed the return label and dropped the parcel off.",
+            "The return took about two weeks from start to refund.",
+        ),
+        "positive": (
+            "Returning the {p} was easy and the refund arrived in two days.",
+            "Great return policy, free and completely hassle free.",
+            "The exchange was quick and the new {p} fits perfectly.",
+            "I love how simple returns are, just print the label and go.",
+            "Excellent refund process, my money was back the same week.",
+            "The returns team was friendly and made it effortless.",
+            "Painless return, they even picked the {p} up from my home.",
+            "Returns are fantastic here, fast and fair every time.",
+        ),
+    },
+}
+
+OPENERS: dict[str, tuple[str, ...]] = {
+    "negative": (
+        "Really disappointed with this order.",
+        "What a bad experience.",
+        "I expected much better.",
+        "Not happy at all.",
+        "Honestly this was awful.",
+        "Avoid if you can.",
+        "Very frustrating purchase.",
+        "I am so annoyed right now.",
+    ),
+    "neutral": (
+        "Mixed feelings about this order.",
+        "Here is my honest take.",
+        "A fairly ordinary purchase.",
+        "Some notes on this order.",
+        "It was an average experience.",
+        "Nothing special to report.",
+        "A quick review of my order.",
+        "Just a short summary.",
+    ),
+    "positive": (
+        "Absolutely love this shop.",
+        "What a great experience.",
+        "Really happy with this order.",
+        "Five stars from me.",
+        "Such a pleasant purchase.",
+        "I am thrilled with this.",
+        "Wonderful experience overall.",
+        "Very impressed, honestly.",
+    ),
+}
+
+CLOSERS: dict[str, tuple[str, ...]] = {
+    "negative": (
+        "I will not order again.",
+        "Would not recommend to anyone.",
+        "Save your money and shop elsewhere.",
+        "Deeply disappointed, never again.",
+        "I am cancelling my account.",
+        "One star is too generous.",
+        "Stay away from this shop.",
+        "Very poor, I regret this order.",
+    ),
+    "neutral": (
+        "It is fine for now.",
+        "Might order again, might not.",
+        "Three stars seems fair.",
+        "Overall it was okay.",
+        "Nothing more to add.",
+        "We will see next time.",
+        "An average order overall.",
+        "It does the job.",
+    ),
+    "positive": (
+        "Highly recommend this shop.",
+        "I will definitely order again.",
+        "Thank you, great job.",
+        "Very happy customer here.",
+        "Five stars, well deserved.",
+        "Keep up the excellent work.",
+        "I recommend it to all my friends.",
+        "Love it, will be back soon.",
+    ),
+}
+
+CONNECTORS: tuple[str, ...] = (
+    "Also, ",
+    "On top of that, ",
+    "Besides that, ",
+    "As for the rest, ",
+    "Apart from that, ",
+    "By the way, ",
+)
