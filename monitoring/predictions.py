@@ -1,0 +1,59 @@
+"""Reference predictions: the champion model's scores on the reference snapshots.
+
+Monitoring does not import training or serving code: it loads the registered model through
+MLflow's pyfunc interface, the same contract serving uses (docs/data-model.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from churnfs.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+MODEL_NAME = "churn-model"
+CHAMPION_URI = f"models:/{MODEL_NAME}@champion"
+NON_FEATURE_COLUMNS = ("event_timestamp", "created_timestamp", "churned")
+
+
+def load_champion(settings: Settings) -> tuple[Any | None, str]:
+    """The champion pyfunc and a note; ``None`` and the reason when there is none."""
+    try:
+        import mlflow
+        import mlflow.pyfunc
+    except ImportError as exc:  # pragma: no cover - mlflow is a dependency
+        return None, f"mlflow is not importable ({exc})"
+    mlflow.set_tracking_uri(settings.resolved_mlflow_tracking_uri)
+    mlflow.set_registry_uri(settings.resolved_mlflow_tracking_uri)
+    try:
+        model = mlflow.pyfunc.load_model(CHAMPION_URI)
+    except Exception as exc:  # MLflow raises several types for "no such model/alias"
+        logger.warning("no champion model: %s", exc)
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return None, f"no champion model at {CHAMPION_URI} ({first_line}): run `make train` first"
+    return model, f"scored with {CHAMPION_URI}"
+
+
+def model_input(snapshots: pd.DataFrame) -> pd.DataFrame:
+    """Snapshot rows in the model's input shape: feature columns, vectors as lists."""
+    frame = snapshots.drop(columns=[c for c in NON_FEATURE_COLUMNS if c in snapshots.columns])
+    for col in frame.columns:
+        first = frame[col].dropna().head(1)
+        if not first.empty and isinstance(first.iloc[0], np.ndarray):
+            frame[col] = frame[col].map(lambda v: v.tolist() if isinstance(v, np.ndarray) else v)
+    return frame
+
+
+def score(model: Any, snapshots: pd.DataFrame) -> np.ndarray:
+    """Churn probabilities of ``model`` for each snapshot row."""
+    if snapshots.empty:
+        return np.empty(0)
+    out = model.predict(model_input(snapshots))
+    if isinstance(out, pd.DataFrame):
+        return out["churn_probability"].to_numpy(dtype=float)
+    return np.asarray(out, dtype=float).reshape(-1)

@@ -1,0 +1,258 @@
+"""The two windows a monitoring run compares, and reading them from the offline store.
+
+A window is a span of as-of times (for feature snapshots and labels) and a span of review times
+(for the review text). ``resolve_window`` is pure; the ``load_*`` functions are the I/O edge:
+DuckDB reads only the sampled rows, so a 100,000-user store never has to fit in memory whole.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from churnfs.errors import InvalidInputError, MissingDataError, SchemaError
+from churnfs.world import WorldSpec
+
+logger = logging.getLogger(__name__)
+
+PROFILE_FILE = "user_profile_features.parquet"
+ACTIVITY_FILE = "user_activity_features.parquet"
+REVIEW_FILE = "user_review_features.parquet"
+LABEL_FILE = "churn_labels.parquet"
+REVIEW_TABLE = "review_table.parquet"
+PREDICTION_LOG_GLOB = "predictions-*.jsonl"
+
+KEY_COLUMNS = ("user_id", "event_timestamp")
+SERVICE_COLUMNS = ("user_id", "event_timestamp", "created_timestamp")
+FEATURE_HORIZON = timedelta(days=30)
+"""The look-back of the ``*_30d`` features: 'active' and 'recent' mean within it."""
+
+WINDOW_NAMES = ("training", "latest", "drift")
+
+
+@dataclass(frozen=True)
+class Window:
+    """Snapshots with as-of times in ``(after, until]``; reviews written in ``[reviews_from, until)``."""
+
+    name: str
+    after: datetime
+    until: datetime
+    reviews_from: datetime
+
+    def describe(self) -> str:
+        if self.after >= self.until - timedelta(microseconds=1):
+            return f"{self.name}: snapshot as of {self.until:%Y-%m-%d}"
+        return f"{self.name}: snapshots as of {self.after:%Y-%m-%d} (excl.) .. {self.until:%Y-%m-%d}"
+
+
+def _parse_day(text: str, spec: str) -> datetime:
+    try:
+        day = datetime.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise InvalidInputError(f"window {spec!r}: {text!r} is not an ISO date (YYYY-MM-DD)") from exc
+    return day.replace(tzinfo=UTC) if day.tzinfo is None else day.astimezone(UTC)
+
+
+def resolve_window(spec: str, world: WorldSpec, latest_as_of: datetime, warmup_days: int = 0) -> Window:
+    """Turn a window name into times.
+
+    ``training``: as-of times from ``warmup_days`` after the start up to ``train_end``.
+    ``latest``: the newest snapshot, with the reviews of the 30 days before it.
+    ``drift``: as-of times after ``drift_start``.
+    ``YYYY-MM-DD..YYYY-MM-DD``: as-of times after the first day up to the second.
+    """
+    if spec == "training":
+        warm = world.start + timedelta(days=warmup_days)
+        if warm >= world.train_end:
+            raise InvalidInputError(f"a warm-up of {warmup_days} days leaves no training snapshots")
+        return Window(spec, warm - timedelta(microseconds=1), world.train_end, world.start)
+    if spec == "latest":
+        return Window(
+            spec, latest_as_of - timedelta(microseconds=1), latest_as_of, latest_as_of - FEATURE_HORIZON
+        )
+    if spec == "drift":
+        return Window(spec, world.drift_start, world.end, world.drift_start)
+    first, sep, last = spec.partition("..")
+    if not sep:
+        raise InvalidInputError(
+            f"unknown window {spec!r}: use one of {', '.join(WINDOW_NAMES)} or YYYY-MM-DD..YYYY-MM-DD"
+        )
+    after, until = _parse_day(first, spec), _parse_day(last, spec)
+    if until <= after:
+        raise InvalidInputError(f"window {spec!r} is empty: its end must come after its start")
+    return Window(spec, after, until, after)
+
+
+def _require(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise MissingDataError(f"{what} not found at {path}: run `make features` first")
+    return path
+
+
+def _connect() -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def _columns(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
+    return [row[0] for row in con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(path)]).fetchall()]
+
+
+def latest_snapshot_time(offline_store_dir: Path) -> datetime:
+    """The newest as-of time in the activity group."""
+    path = _require(offline_store_dir / ACTIVITY_FILE, "the activity feature group")
+    with _connect() as con:
+        row = con.execute("SELECT max(event_timestamp) FROM read_parquet(?)", [str(path)]).fetchone()
+    if row is None or row[0] is None:
+        raise MissingDataError(f"{path} holds no snapshots: run `make features` first")
+    value: datetime = row[0]
+    return value.astimezone(UTC)
+
+
+def load_snapshots(
+    offline_store_dir: Path,
+    window: Window,
+    *,
+    max_rows: int,
+    seed: int,
+    active_only: bool,
+) -> pd.DataFrame:
+    """Snapshot rows of the window (profile, activity and review groups joined on user and as-of
+    time, plus ``churned`` where the as-of time is a label cutoff), at most ``max_rows`` of them,
+    chosen by a hash of the key so the sample is the same on every run.
+
+    Raises:
+        MissingDataError: a feature group is missing.
+        SchemaError: a group lacks its key columns or ``events_30d`` (needed for ``active_only``).
+    """
+    paths = {
+        "a": _require(offline_store_dir / ACTIVITY_FILE, "the activity feature group"),
+        "p": _require(offline_store_dir / PROFILE_FILE, "the profile feature group"),
+    }
+    if (offline_store_dir / REVIEW_FILE).exists():
+        paths["r"] = offline_store_dir / REVIEW_FILE
+    else:
+        logger.warning("no review feature group at %s: review features are not compared", offline_store_dir)
+    label_path = offline_store_dir / LABEL_FILE
+    with _connect() as con:
+        selects = ["k.user_id", "k.event_timestamp"]
+        seen: set[str] = set(SERVICE_COLUMNS)
+        for alias, path in paths.items():
+            cols = _columns(con, path)
+            missing = [c for c in KEY_COLUMNS if c not in cols]
+            if missing:
+                raise SchemaError(
+                    f"{path} lacks column(s) {', '.join(missing)}: rebuild it with `make features`"
+                )
+            if alias == "a" and active_only and "events_30d" not in cols:
+                raise SchemaError(f"{path} lacks column events_30d: rebuild it with `make features`")
+            for col in cols:
+                if col not in seen:
+                    selects.append(f'{alias}."{col}"')
+                    seen.add(col)
+        joins = [
+            f"JOIN read_parquet('{path}') {a} USING (user_id, event_timestamp)" for a, path in paths.items()
+        ]
+        if label_path.exists() and "churned" in _columns(con, label_path):
+            selects.append('l."churned"')
+            joins.append(f"LEFT JOIN read_parquet('{label_path}') l USING (user_id, event_timestamp)")
+        active = "AND events_30d > 0" if active_only else ""
+        sql = f"""
+            WITH k AS (
+                SELECT user_id, event_timestamp FROM read_parquet('{paths["a"]}')
+                WHERE event_timestamp > ? AND event_timestamp <= ? {active}
+                ORDER BY hash(user_id, epoch_us(event_timestamp), ?::BIGINT), user_id, event_timestamp
+                LIMIT ?
+            )
+            SELECT {", ".join(selects)} FROM k {" ".join(joins)}
+            ORDER BY k.event_timestamp, k.user_id
+        """
+        frame = con.sql(sql, params=[window.after, window.until, seed, max_rows]).to_arrow_table().to_pandas()
+    logger.info("window %s: %d snapshot rows", window.name, len(frame))
+    return frame
+
+
+def load_reviews(raw_dir: Path, window: Window, *, max_rows: int, seed: int) -> pd.DataFrame:
+    """Reviews written in ``[reviews_from, until)``, at most ``max_rows`` (hash sample)."""
+    path = raw_dir / REVIEW_TABLE
+    if not path.exists():
+        raise MissingDataError(f"no review table at {path}: run `make data` first")
+    with _connect() as con:
+        cols = _columns(con, path)
+        missing = [c for c in ("review_id", "review_timestamp", "review_text") if c not in cols]
+        if missing:
+            raise SchemaError(f"{path} lacks column(s) {', '.join(missing)}: regenerate it with `make data`")
+        frame = (
+            con.sql(
+                f"""
+                SELECT review_id, review_timestamp, review_text FROM read_parquet('{path}')
+                WHERE review_timestamp >= ? AND review_timestamp < ?
+                ORDER BY hash(review_id, ?::BIGINT), review_id LIMIT ?
+                """,
+                params=[window.reviews_from, window.until, seed, max_rows],
+            )
+            .to_arrow_table()
+            .to_pandas()
+        )
+    return frame
+
+
+def load_prediction_log(prediction_log_dir: Path) -> pd.DataFrame:
+    """The prediction log serving wrote (only the keys monitoring needs), the latest
+    prediction per user.
+
+    Raises:
+        MissingDataError: no log files, or files without a single prediction.
+    """
+    files = sorted(Path(prediction_log_dir).glob(PREDICTION_LOG_GLOB))
+    if not files:
+        raise MissingDataError(
+            f"no prediction log under {prediction_log_dir} ({PREDICTION_LOG_GLOB}): "
+            "serve the model and score users first (`make serve`, then POST /predict)"
+        )
+    columns = {
+        "logged_at": "VARCHAR",
+        "user_id": "BIGINT",
+        "model_version": "VARCHAR",
+        "source": "VARCHAR",
+        "churn_probability": "DOUBLE",
+    }
+    with _connect() as con:
+        try:
+            frame = (
+                con.sql(
+                    """
+                    SELECT * FROM read_json(?, format = 'newline_delimited', columns = ?)
+                    WHERE churn_probability IS NOT NULL AND user_id IS NOT NULL
+                    QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY logged_at DESC) = 1
+                    """,
+                    params=[[str(f) for f in files], columns],
+                )
+                .to_arrow_table()
+                .to_pandas()
+            )
+        except duckdb.Error as exc:
+            raise SchemaError(
+                f"the prediction log under {prediction_log_dir} is not valid JSON lines in the documented "
+                f"format (docs/data-model.md): {str(exc).splitlines()[0]}"
+            ) from exc
+    if frame.empty:
+        raise MissingDataError(f"the prediction log under {prediction_log_dir} holds no predictions yet")
+    return frame
+
+
+def split_by_user(frame: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Two random halves of a window, all rows of a user on the same side: the control
+    comparison that must not be flagged."""
+    users = frame["user_id"].unique()
+    rng = np.random.default_rng(seed)
+    first = set(rng.choice(users, size=len(users) // 2, replace=False).tolist())
+    mask = frame["user_id"].isin(first)
+    return frame[mask].reset_index(drop=True), frame[~mask].reset_index(drop=True)
