@@ -30,7 +30,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from transformations.profile import US_PER_DAY, UTC_US, as_arrow, as_of_us, snapshot_index, timestamps_us
+from transformations.profile import (
+    US_PER_DAY,
+    UTC_US,
+    as_arrow,
+    as_of_us,
+    snapshot_index,
+    timestamps_us,
+    user_positions,
+)
 from transformations.validation import EVENT_TYPES
 
 MOBILE_DEVICES = ("ios", "android")
@@ -68,7 +76,6 @@ CONTRIBUTIONS = (
     "new_category",
 )
 """What each event adds to the running sums (integers: counts, micro-dollars, microseconds)."""
-_C = {name: i for i, name in enumerate(CONTRIBUTIONS)}
 
 
 def _int64(array: pa.ChunkedArray | pa.Array, fill: int = 0) -> np.ndarray:
@@ -138,35 +145,38 @@ def _event_arrays(events: pa.Table) -> dict[str, np.ndarray]:
 
 def _event_contributions(
     ev: dict[str, np.ndarray], user_pos: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """Sort events by (user, time, event id); return the sorted user positions, times, and the
-    integer contributions of each event (columns: ``CONTRIBUTIONS``)."""
-    by_id = np.argsort(ev["event_id"], kind="stable")  # ties in (user, time) fall back to event id
-    order = by_id[stable_order(user_pos[by_id], ev["ts"][by_id])]
+    integer contributions of each event (``CONTRIBUTIONS``)."""
+    event_id = ev["event_id"]
+    if (np.diff(event_id) > 0).all():  # the usual case: already in event id order
+        order = stable_order(user_pos, ev["ts"])
+    else:  # ties in (user, time) fall back to event id
+        by_id = np.argsort(event_id, kind="stable")
+        order = by_id[stable_order(user_pos[by_id], ev["ts"][by_id])]
     user, ts, session = user_pos[order], ev["ts"][order], ev["session_id"][order]
     type_code, duration_us = ev["type_code"][order], ev["duration_us"][order]
     category_code = ev["category_code"][order]
 
-    contrib = np.zeros((order.size, len(CONTRIBUTIONS)), dtype=np.int64)
-    for i in range(len(EVENT_TYPES)):
-        contrib[:, i] = type_code == i
-    contrib[:, _C["mobile"]] = ev["mobile"][order]
-    contrib[:, _C["spend_us"]] = np.where(
-        type_code == EVENT_TYPES.index("purchase"), ev["price_us"][order], 0
-    )
+    contrib = {f"type_{name}": (type_code == i).astype(np.int64) for i, name in enumerate(EVENT_TYPES)}
+    contrib["mobile"] = ev["mobile"][order].astype(np.int64)
+    contrib["spend_us"] = np.where(type_code == EVENT_TYPES.index("purchase"), ev["price_us"][order], 0)
 
     # Growth of each session's visible length: a stable sort by (user, session) keeps time order.
     by_session = stable_order(user, session)
     s_end = ts[by_session] + duration_us[by_session]
-    starts = first_in_group(user[by_session], session[by_session]).astype(bool)
-    growth = np.where(starts, duration_us[by_session], s_end - np.roll(s_end, 1))
-    contrib[by_session, _C["new_session"]] = starts
-    contrib[by_session, _C["session_growth_us"]] = growth
+    starts = first_in_group(user[by_session], session[by_session])
+    growth = np.where(starts == 1, duration_us[by_session], s_end - np.roll(s_end, 1))
+    contrib["new_session"] = np.empty_like(starts)
+    contrib["new_session"][by_session] = starts
+    contrib["session_growth_us"] = np.empty_like(growth)
+    contrib["session_growth_us"][by_session] = growth
 
     # A category counts once, at the user's first event carrying it.
     has_category = np.flatnonzero(category_code >= 0)
     by_category = has_category[stable_order(user[has_category], category_code[has_category])]
-    contrib[by_category, _C["new_category"]] = first_in_group(user[by_category], category_code[by_category])
+    contrib["new_category"] = np.zeros(order.size, dtype=np.int64)
+    contrib["new_category"][by_category] = first_in_group(user[by_category], category_code[by_category])
     return user, ts, contrib
 
 
@@ -212,13 +222,12 @@ def build_activity_features(
 
     # Only events that some snapshot can see, of known users, with the keys the logic needs.
     ev = _event_arrays(events)
-    by_id = np.argsort(user_ids, kind="stable")
-    slot = np.minimum(np.searchsorted(user_ids[by_id], ev["user_id"]), max(user_ids.size - 1, 0))
-    keep = ev.pop("usable") & (ev["ts"] < (times[-1] if times.size else np.iinfo(np.int64).min))
-    keep &= user_ids[by_id][slot] == ev["user_id"] if user_ids.size else False
+    user_pos = user_positions(user_ids, ev["user_id"])
+    keep = ev.pop("usable") & (user_pos >= 0)
+    keep &= ev["ts"] < (times[-1] if times.size else np.iinfo(np.int64).min)
     kept = np.flatnonzero(keep)
     ev = {name: values[kept] for name, values in ev.items()}
-    user_pos = by_id[slot[kept]].astype(np.int64)
+    user_pos = user_pos[kept]
 
     ev_user, ev_ts, contrib = _event_contributions(ev, user_pos)
     del ev
@@ -240,22 +249,23 @@ def build_activity_features(
     p_30d = position_before(t - WINDOW_30D_US)
     p_60d = position_before(t - WINDOW_60D_US)
 
-    running = np.zeros((contrib.shape[0] + 1, contrib.shape[1]), dtype=np.int64)
-    np.cumsum(contrib, axis=0, out=running[1:])
+    running = {name: np.concatenate([np.zeros(1, np.int64), np.cumsum(c)]) for name, c in contrib.items()}
     del contrib
-    at_base, at_now, at_30d = running[base], running[p_now], running[p_30d]
-    so_far = at_now - at_base
-    last_30d = at_now - at_30d
-    del running, at_base, at_30d
+
+    def so_far(name: str) -> np.ndarray:
+        return running[name][p_now] - running[name][base]
+
+    def last_30d(name: str) -> np.ndarray:
+        return running[name][p_now] - running[name][p_30d]
 
     total = p_now - base
-    type_counts = so_far[:, : len(EVENT_TYPES)]
-    sessions = so_far[:, _C["new_session"]]
-    session_length_us = so_far[:, _C["session_growth_us"]]
+    type_counts = np.stack([so_far(f"type_{name}") for name in EVENT_TYPES], axis=1)
+    sessions = so_far("new_session")
+    session_length_us = so_far("session_growth_us")
     events_30d = p_now - p_30d
     events_prev_30d = p_30d - p_60d
-    mobile_30d = last_30d[:, _C["mobile"]]
-    purchase = _C["type_purchase"]
+    mobile_30d = last_30d("mobile")
+    purchase = EVENT_TYPES.index("purchase")
 
     has_events = total > 0
     last_seen = np.where(has_events, ev_ts[np.maximum(p_now - 1, 0)] if ev_ts.size else 0, signup[positions])
@@ -270,7 +280,7 @@ def build_activity_features(
         "event_timestamp": pa.array(t, type=pa.int64()).cast(UTC_US),
         "total_events": pa.array(total, type=pa.int64()),
         "purchase_count": pa.array(type_counts[:, purchase], type=pa.int64()),
-        "add_to_cart_count": pa.array(type_counts[:, _C["type_add_to_cart"]], type=pa.int64()),
+        "add_to_cart_count": pa.array(type_counts[:, EVENT_TYPES.index("add_to_cart")], type=pa.int64()),
         "session_count": pa.array(sessions, type=pa.int64()),
         "avg_session_length": pa.array(
             np.where(sessions > 0, session_length_us / MICRO / np.maximum(sessions, 1), 0.0),
@@ -280,14 +290,14 @@ def build_activity_features(
         "categorical_event_vector": vector,
         "events_7d": pa.array(p_now - p_7d, type=pa.int64()),
         "events_30d": pa.array(events_30d, type=pa.int64()),
-        "purchases_30d": pa.array(last_30d[:, purchase], type=pa.int64()),
-        "support_contacts_30d": pa.array(last_30d[:, _C["type_support_contact"]], type=pa.int64()),
+        "purchases_30d": pa.array(last_30d("type_purchase"), type=pa.int64()),
+        "support_contacts_30d": pa.array(last_30d("type_support_contact"), type=pa.int64()),
         "activity_trend": pa.array(
             (events_30d - events_prev_30d) / (events_30d + events_prev_30d + 1), type=pa.float64()
         ),
-        "total_spend": pa.array(so_far[:, _C["spend_us"]] / MICRO, type=pa.float64()),
-        "spend_30d": pa.array(last_30d[:, _C["spend_us"]] / MICRO, type=pa.float64()),
-        "distinct_categories": pa.array(so_far[:, _C["new_category"]], type=pa.int64()),
+        "total_spend": pa.array(so_far("spend_us") / MICRO, type=pa.float64()),
+        "spend_30d": pa.array(last_30d("spend_us") / MICRO, type=pa.float64()),
+        "distinct_categories": pa.array(so_far("new_category"), type=pa.int64()),
         "mobile_share_30d": pa.array(
             np.where(events_30d > 0, mobile_30d / np.maximum(events_30d, 1), 0.0), type=pa.float64()
         ),

@@ -39,6 +39,22 @@ def as_of_us(as_of_times: Sequence[datetime]) -> np.ndarray:
     return timestamps_us(pa.array(sorted(set(as_of_times)), type=UTC_US))
 
 
+def user_positions(user_ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Position in ``user_ids`` of each id in ``wanted``; -1 where it is not there. A lookup table
+    when ids are dense (the usual 1..N), else a binary search."""
+    if user_ids.size == 0:
+        return np.full(wanted.size, -1, dtype=np.int64)
+    low, high = int(user_ids.min()), int(user_ids.max())
+    if high - low < 4 * user_ids.size + 1024:
+        table = np.full(high - low + 1, -1, dtype=np.int64)
+        table[user_ids - low] = np.arange(user_ids.size)
+        inside = (wanted >= low) & (wanted <= high)
+        return np.where(inside, table[np.clip(wanted - low, 0, high - low)], -1)
+    by_id = np.argsort(user_ids, kind="stable")
+    slot = np.minimum(np.searchsorted(user_ids[by_id], wanted), user_ids.size - 1)
+    return np.where(user_ids[by_id][slot] == wanted, by_id[slot], -1).astype(np.int64)
+
+
 def snapshot_index(users: pa.Table, as_of_times: Sequence[datetime]) -> tuple[np.ndarray, np.ndarray]:
     """Positions into ``users`` and as-of times (microseconds) of every snapshot row: each user
     whose ``signup_date`` is strictly before the as-of time, ordered by user id, then as-of time.

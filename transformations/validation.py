@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from churnfs.errors import SchemaError
+from transformations.profile import UTC_US, timestamps_us, user_positions
 
 EVENT_TYPES: tuple[str, ...] = (
     "page_view",
@@ -214,44 +215,47 @@ def quarantine_events(events: pa.Table, users: pa.Table, start: datetime, end: d
         users: clean users (``user_id``, ``signup_date``).
         start: the window's start; end: its (exclusive) end.
     """
+    # The writer's signup date joins in by array lookup, so DuckDB runs a plain projection that
+    # keeps the rows' order: one pass checks every row and parses the clean rows' metadata.
+    user_ids = np.asarray(users.column("user_id").to_numpy(), dtype=np.int64)
+    event_users = np.asarray(pc.fill_null(events.column("user_id"), 0).to_numpy(), dtype=np.int64)
+    position = user_positions(user_ids, event_users)
+    signup_us = timestamps_us(users.column("signup_date"))
+    signup = pa.array(
+        np.where(position >= 0, signup_us[np.maximum(position, 0)], 0), mask=position < 0, type=pa.int64()
+    ).cast(UTC_US)
+    types = ", ".join(f"'{t}'" for t in EVENT_TYPES)
     with connect() as con:
-        con.register("users", users.select(["user_id", "signup_date"]))
-        types = ", ".join(f"'{t}'" for t in EVENT_TYPES)
-        reason = f"""CASE
-            WHEN src.user_id IS NULL THEN 'null_user_id'
-            WHEN u.signup_date IS NULL THEN 'unknown_user_id'
-            WHEN src.session_id IS NULL THEN 'null_session_id'
-            WHEN src.event_timestamp IS NULL OR src.event_timestamp < $start OR src.event_timestamp >= $end
-                THEN 'timestamp_outside_window'
-            WHEN src.event_timestamp < u.signup_date THEN 'before_signup'
-            WHEN src.event_type IS NULL OR src.event_type NOT IN ({types}) THEN 'unknown_event_type'
-            WHEN NOT coalesce(json_valid(src.metadata), false)
-                OR NOT starts_with(ltrim(src.metadata, e' \\t\\n\\r'), '{{') THEN 'unparseable_metadata'
-        END"""
-        split = _split(
-            con,
-            events,
-            reason,
-            join_sql="LEFT JOIN users u ON src.user_id = u.user_id",
+        con.register("src", events.append_column("signup_date", signup))
+        checked = con.sql(
+            f"""SELECT event_id, reason,
+                CASE WHEN reason IS NULL THEN from_json(metadata, '{METADATA_SCHEMA}') END AS m
+            FROM (SELECT event_id, metadata, CASE
+                WHEN user_id IS NULL THEN 'null_user_id'
+                WHEN signup_date IS NULL THEN 'unknown_user_id'
+                WHEN session_id IS NULL THEN 'null_session_id'
+                WHEN event_timestamp IS NULL OR event_timestamp < $start OR event_timestamp >= $end
+                    THEN 'timestamp_outside_window'
+                WHEN event_timestamp < signup_date THEN 'before_signup'
+                WHEN event_type IS NULL OR event_type NOT IN ({types}) THEN 'unknown_event_type'
+                WHEN NOT coalesce(json_valid(metadata), false)
+                    OR NOT CASE WHEN starts_with(metadata, '{{') THEN true  -- skip the trim for most rows
+                        ELSE starts_with(ltrim(metadata, e' \t\n\r'), '{{') END THEN 'unparseable_metadata'
+            END AS reason FROM src)""",
             params={"start": start, "end": end},
-        )
-        return Split(parse_metadata(con, split.clean), split.quarantined)
-
-
-def parse_metadata(con: duckdb.DuckDBPyConnection, events: pa.Table) -> pa.Table:
-    """Replace ``metadata`` (JSON objects, already validated) by its typed fields, parsed once."""
-    con.register("clean_events", events.select(["event_id", "metadata"]))
-    parsed = con.sql(
-        f"""SELECT event_id, m.category, m.device, m.duration, m.price
-        FROM (SELECT event_id, from_json(metadata, '{METADATA_SCHEMA}') AS m FROM clean_events)"""
-    ).to_arrow_table()
-    con.unregister("clean_events")
-    if not parsed.column("event_id").equals(events.column("event_id")):  # DuckDB keeps scan order
-        raise RuntimeError("metadata parsing changed the order of events")
-    out = events.drop_columns(["metadata"])
-    for name in ("category", "device", "duration", "price"):
-        out = out.append_column(name, parsed.column(name))
-    return out.select(list(PARSED_EVENT_COLUMNS))
+        ).to_arrow_table()
+    if not checked.column("event_id").equals(events.column("event_id")):  # DuckDB keeps scan order
+        raise RuntimeError("event validation changed the order of events")
+    reason = checked.column("reason")
+    usable = pc.is_null(reason)
+    clean = events.drop_columns(["metadata"]).filter(usable)
+    parsed = pc.filter(checked.column("m"), usable)
+    for field in ("category", "device", "duration", "price"):
+        clean = clean.append_column(field, pc.struct_field(parsed, field))
+    quarantined = events.filter(pc.invert(usable)).append_column(
+        "reason", pc.filter(reason, pc.invert(usable)).cast(pa.string())
+    )
+    return Split(clean.select(list(PARSED_EVENT_COLUMNS)), quarantined)
 
 
 def quarantine_reviews(reviews: pa.Table, users: pa.Table, start: datetime, end: datetime) -> Split:
