@@ -109,6 +109,10 @@ def users_frame(users: pa.Table) -> pd.DataFrame:
     return users.select(["user_id", "signup_date"]).to_pandas()
 
 
+class ReviewGroupUnavailable(MissingDataError):
+    """The NLP review group's module (``transformations.reviews``) is not installed."""
+
+
 def review_group_features(
     reviews: pa.Table,
     users: pa.Table,
@@ -117,13 +121,13 @@ def review_group_features(
     show_progress: bool,
 ) -> pa.Table:
     """Run the NLP group (``transformations.reviews``) on clean reviews; Arrow out, ordered like the
-    other groups. Raises ``MissingDataError`` when that module is not installed."""
+    other groups. Raises ``ReviewGroupUnavailable`` when that module is not installed."""
     try:
         from transformations.reviews import build_review_features
     except ModuleNotFoundError as exc:
         if exc.name != "transformations.reviews":
             raise
-        raise MissingDataError(
+        raise ReviewGroupUnavailable(
             "the review feature group is not available (module transformations.reviews is missing); "
             "build the other groups with groups=profile,activity,labels"
         ) from exc
@@ -229,7 +233,7 @@ def build_features(
             with steps.step("review features"):
                 try:
                     table = review_group_features(reviews, users, as_of_times, settings, show_progress=False)
-                except MissingDataError as exc:
+                except ReviewGroupUnavailable as exc:
                     if groups is not None:
                         raise
                     logger.error("review group skipped: %s", exc)
