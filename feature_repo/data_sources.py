@@ -1,0 +1,65 @@
+"""Data sources: one parquet file per offline-store group (docs/data-model.md, "Offline store"),
+plus push sources through which a refresh writes fresh activity and review values online.
+
+Paths live under ``DATA_DIR/offline_store`` of the world being applied: `feast apply` reads
+``DATA_DIR`` from the environment (the Makefile exports it), and
+``churnfs.store.apply_repo(settings)`` re-roots these sources in that settings' ``DATA_DIR``.
+"""
+
+from pathlib import Path
+
+from feast import FileSource, PushSource
+
+from churnfs.settings import Settings
+from feature_repo.entities import OWNER
+
+OFFLINE_STORE_DIR: Path = Settings().offline_store_dir.resolve()
+TIMESTAMP_FIELD = "event_timestamp"
+CREATED_TIMESTAMP_COLUMN = "created_timestamp"
+TAGS = {"team": "ml-platform", "layer": "offline_store", "producer": "transformations.job"}
+
+
+def _group_source(group: str, description: str) -> FileSource:
+    return FileSource(
+        name=f"{group}_source",
+        path=str(OFFLINE_STORE_DIR / f"{group}.parquet"),
+        timestamp_field=TIMESTAMP_FIELD,
+        created_timestamp_column=CREATED_TIMESTAMP_COLUMN,
+        description=description,
+        owner=OWNER,
+        tags=TAGS,
+    )
+
+
+user_profile_source = _group_source(
+    "user_profile_features",
+    "Weekly snapshots of each user's profile (user_table) as of each as-of time.",
+)
+user_activity_source = _group_source(
+    "user_activity_features",
+    "Weekly snapshots of each user's event-log aggregates, from events strictly before the as-of time.",
+)
+user_review_source = _group_source(
+    "user_review_features",
+    "Weekly snapshots of each user's review aggregates: ratings, VADER sentiment, "
+    "MiniLM embedding and topic mix.",
+)
+churn_labels_source = _group_source(
+    "churn_labels",
+    "Churn labels: 1 if the user churns within 30 days after the cutoff (event_timestamp). Training only.",
+)
+
+user_activity_push = PushSource(
+    name="user_activity_push",
+    batch_source=user_activity_source,
+    description="Fresh activity features of one user, pushed by a refresh (same columns as the batch file).",
+    owner=OWNER,
+    tags={"team": "ml-platform", "layer": "online_refresh"},
+)
+user_review_push = PushSource(
+    name="user_review_push",
+    batch_source=user_review_source,
+    description="Fresh review features of one user, pushed by a refresh (same columns as the batch file).",
+    owner=OWNER,
+    tags={"team": "ml-platform", "layer": "online_refresh"},
+)
