@@ -36,9 +36,14 @@ class ServiceMetrics:
             ["name", "version", "alias", "feature_service"],
             registry=registry,
         )
+        self._model_labels: tuple[str, str, str, str] | None = None
 
     def set_model(self, name: str, version: str, alias: str, feature_service: str) -> None:
-        self.model_info.clear()
-        self.model_info.labels(name=name, version=version, alias=alias, feature_service=feature_service).set(
-            1
-        )
+        """Mark the served model (1) and any model served before it in this process (0)."""
+        # Not Gauge.clear(): prometheus_client runs in multiprocess mode when Feast was imported
+        # first (Feast sets PROMETHEUS_MULTIPROC_DIR), and clear() is not supported there.
+        labels = (name, version, alias, feature_service)
+        if self._model_labels is not None and self._model_labels != labels:
+            self.model_info.labels(*self._model_labels).set(0)
+        self.model_info.labels(*labels).set(1)
+        self._model_labels = labels

@@ -101,7 +101,9 @@ class ChampionModel:
     def score(self, rows: Sequence[Mapping[str, Any]]) -> list[Score]:
         """Score feature rows (one mapping per user, vectors as lists), with contributions when
         the model can explain itself."""
-        frame = pd.DataFrame.from_records(list(rows))
+        rows = list(rows)
+        columns = list(rows[0]) if rows else []
+        frame = pd.DataFrame({name: [row.get(name) for row in rows] for name in columns})
         if self.explains:
             try:
                 out = self.pyfunc.predict(frame, params={"explain": True})
@@ -123,15 +125,16 @@ def scores_from_output(out: Any) -> list[Score]:
     """Read the model's output frame: ``churn_probability`` and any ``contrib__*`` columns."""
     if not isinstance(out, pd.DataFrame):
         out = pd.DataFrame({"churn_probability": pd.Series(out).to_numpy()})
-    probabilities = out["churn_probability"].to_numpy(dtype=float)
-    contrib_columns = [c for c in out.columns if str(c).startswith(CONTRIB_PREFIX)]
-    contribs = {c[len(CONTRIB_PREFIX) :]: out[c].to_numpy(dtype=float) for c in contrib_columns}
+    probabilities = out["churn_probability"].to_numpy(dtype=float).tolist()
+    contrib_columns = [str(c) for c in out.columns if str(c).startswith(CONTRIB_PREFIX)]
+    names = [c[len(CONTRIB_PREFIX) :] for c in contrib_columns]
+    # One conversion of the whole block: per-column access costs more than the model on one row.
+    rows = (
+        out[contrib_columns].to_numpy(dtype=float).tolist() if contrib_columns else [[]] * len(probabilities)
+    )
     return [
-        Score(
-            churn_probability=float(p),
-            contributions={name: float(values[i]) for name, values in contribs.items()},
-        )
-        for i, p in enumerate(probabilities)
+        Score(churn_probability=p, contributions=dict(zip(names, row, strict=True)))
+        for p, row in zip(probabilities, rows, strict=True)
     ]
 
 

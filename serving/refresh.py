@@ -56,6 +56,13 @@ def refresh_user(state: ServingState, user_id: int) -> dict[str, Any]:
             f"no feature view of {layout.feature_service} has a push source in the registry: run `make apply`"
         )
     before: FeatureVector | None = lookup.get([user_id])[0]
+    if before is None:
+        # A refresh updates a known user's fresh groups; the profile of a new user comes from the
+        # batch job, so without it there is nothing consistent to serve.
+        raise UnknownUserError(
+            f"user {user_id} is in neither the online nor the offline store: new users arrive with the "
+            "batch job (`make features` and `make materialize`), refresh updates known ones"
+        )
     as_of = datetime.now(UTC)
 
     from transformations.refresh import recompute_user
@@ -71,7 +78,7 @@ def refresh_user(state: ServingState, user_id: int) -> dict[str, Any]:
             continue
         rows[view] = (frame, {str(k): v for k, v in frame.iloc[0].items()})
     if not rows:
-        raise UnknownUserError(f"user {user_id} is not in the raw user table: nothing to refresh")
+        raise ServiceUnavailableError(f"recomputing user {user_id} returned no rows: check the raw tables")
 
     report_views = []
     offline_dir = state.settings.offline_store_dir
@@ -83,16 +90,16 @@ def refresh_user(state: ServingState, user_id: int) -> dict[str, Any]:
         values = plain_features({name: row.get(name) for name in layout.views[view]})
         if state.offline is not None:
             state.offline.update(view, user_id, event_timestamp, values)
-        previous = before.views[view] if before is not None else None
-        before_values = {n: before.values.get(n) for n in layout.views[view]} if before is not None else {}
+        previous = before.views[view]
+        before_values = {n: before.values.get(n) for n in layout.views[view]}
         changes = changed_features(before_values, values)
         report_views.append(
             {
                 "feature_view": view,
                 "push_source": pushable[view],
-                "event_timestamp_before": previous.event_timestamp if previous else None,
+                "event_timestamp_before": previous.event_timestamp,
                 "event_timestamp_after": event_timestamp,
-                "source_before": previous.source if previous else None,
+                "source_before": previous.source,
                 "changed": [{"feature": n, "before": b, "after": a} for n, b, a in changes],
                 "unchanged": len(values) - len(changes),
                 "offline_path": str(path),

@@ -195,7 +195,7 @@ class ServingState:
         unknown = [u for u, v in zip(user_ids, vectors, strict=True) if v is None]
         if not known:
             return [], unknown
-        scores = model.score([{"user_id": v.user_id, **v.values} for v in known])
+        scores = model.score([v.values for v in known])
         logged_at = datetime.now(UTC)
         predictions, records = [], []
         for vector, score in zip(known, scores, strict=True):
