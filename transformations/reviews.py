@@ -1,0 +1,212 @@
+"""The review feature group (``user_review_features``): per user and as-of time, stats,
+sentiment, mean embedding and mean topic distribution of the reviews written strictly before
+that time.
+
+One function serves the batch job (every user, every as-of time) and the single-user refresh
+(one user's rows, one as-of time). Per review it needs an embedding and a sentiment score
+(``transformations.embeddings``, cached) and a topic distribution (``transformations.topics``,
+a saved model that is loaded, never refitted, once it exists). Per (user, as-of) every feature
+is a difference of cumulative sums over the user's reviews sorted by time, cut where
+``searchsorted`` puts the as-of time: no Python loop over users or rows.
+
+Users with no review before the as-of time get ``has_reviews`` false, 0 for counts, means and
+sentiments, all-zero ``review_embedding`` and ``topic_vector``, and ``last_review_days`` =
+days since signup (like ``last_active_days`` in the activity group).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from churnfs.errors import SchemaError
+from churnfs.settings import Settings
+from churnfs.world import load_world_spec
+from transformations.embeddings import Encoder, load_encoder, review_vectors
+from transformations.topics import ensure_topic_model
+
+logger = logging.getLogger(__name__)
+
+RECENT_REVIEWS = 3
+"""``recent_sentiment`` averages the latest this-many reviews before the as-of time."""
+US_PER_DAY = 86_400 * 1_000_000
+REVIEW_COLUMNS = (
+    "review_id",
+    "user_id",
+    "review_timestamp",
+    "rating",
+    "review_text",
+    "helpful_votes",
+    "total_votes",
+)
+FEATURES: tuple[str, ...] = (
+    "has_reviews",
+    "total_reviews",
+    "avg_rating",
+    "avg_helpful_ratio",
+    "avg_text_length",
+    "last_review_days",
+    "sentiment_score",
+    "recent_sentiment",
+    "review_embedding",
+    "topic_vector",
+)
+
+
+def _timestamps_us(values: pd.Series | pd.DatetimeIndex) -> np.ndarray:
+    """Microseconds since the epoch of timezone-aware timestamps (naive ones are refused)."""
+    index = pd.DatetimeIndex(values)
+    if index.tz is None:
+        raise SchemaError("review and signup timestamps must be timezone-aware UTC")
+    return np.asarray(index.tz_convert("UTC").as_unit("us").asi8, dtype=np.int64)
+
+
+def _as_of_us(as_of_times: Sequence[datetime]) -> np.ndarray:
+    if any(t.tzinfo is None for t in as_of_times):
+        raise ValueError("as-of times must be timezone-aware (UTC)")
+    return np.unique(_timestamps_us(pd.DatetimeIndex(list(as_of_times))))
+
+
+def _list_array(matrix: np.ndarray) -> pd.Series:
+    """A (rows, d) float32 matrix as an Arrow-backed list<float32> column (no per-row objects)."""
+    rows, dim = matrix.shape
+    offsets = pa.array(np.arange(0, rows * dim + 1, dim, dtype=np.int64))
+    values = pa.array(np.ascontiguousarray(matrix, dtype=np.float32).reshape(-1), type=pa.float32())
+    array = pa.LargeListArray.from_arrays(offsets, values).cast(pa.list_(pa.float32()))
+    return pd.Series(array, dtype=pd.ArrowDtype(pa.list_(pa.float32())))
+
+
+def build_review_features(
+    reviews: pd.DataFrame,
+    users: pd.DataFrame,
+    as_of_times: Sequence[datetime],
+    settings: Settings,
+    show_progress: bool = True,
+    encoder: Encoder | None = None,
+) -> pd.DataFrame:
+    """Review features for every (user signed up before the as-of time, as-of time).
+
+    Args:
+        reviews: clean ``review_table`` rows (validated at the edge).
+        users: ``user_id`` and ``signup_date`` of the users to build rows for.
+        as_of_times: timezone-aware snapshot times; only reviews strictly before each count.
+        settings: the embedding model/backend settings and ``artifacts_dir`` (cache, topic model).
+        show_progress: a progress bar (reviews/s) while embedding.
+        encoder: an already loaded encoder (default: the one ``settings`` names, loaded once).
+
+    Returns:
+        ``user_id``, ``event_timestamp`` (the as-of time, UTC) and ``FEATURES``, ordered by user,
+        then as-of time.
+    """
+    missing = [c for c in REVIEW_COLUMNS if c not in reviews.columns]
+    if missing:
+        raise SchemaError(f"review rows lack column(s) {', '.join(missing)}")
+    times = _as_of_us(as_of_times)
+
+    # Rows: every user signed up strictly before the as-of time.
+    user_ids = users["user_id"].to_numpy(dtype=np.int64)
+    signup = _timestamps_us(users["signup_date"])
+    by_id = np.argsort(user_ids, kind="stable")
+    user_ids, signup = user_ids[by_id], signup[by_id]
+    member = signup[:, None] < times[None, :]
+    row_user, row_time = np.nonzero(member)  # user-major, so rows come ordered by user, then time
+    row_as_of = times[row_time]
+
+    # Reviews of those users, sorted by (user, time, id).
+    review_user = reviews["user_id"].to_numpy(dtype=np.int64)
+    known = np.isin(review_user, user_ids)
+    frame = reviews.loc[known]
+    review_ts = _timestamps_us(frame["review_timestamp"])
+    review_pos = np.searchsorted(user_ids, review_user[known])
+    order = np.lexsort((frame["review_id"].to_numpy(dtype=np.int64), review_ts, review_pos))
+    frame = frame.iloc[order]
+    review_ts, review_pos = review_ts[order], review_pos[order]
+
+    encoder = encoder or load_encoder(settings)
+    vectors = review_vectors(frame, settings, encoder, show_progress=show_progress)
+    spec = load_world_spec(settings.raw_dir)
+    topic_model = ensure_topic_model(
+        settings, vectors.embeddings, review_ts, encoder.model_name, encoder.backend, spec.train_end
+    )
+    topics = topic_model.transform(vectors.embeddings)
+
+    # Where each (user, as-of) row cuts its user's sorted reviews: [start, end).
+    # Rank every time in one ordering so (user, time) becomes one sortable integer key.
+    all_times = np.unique(np.concatenate([review_ts, times]))
+    span = np.int64(len(all_times) + 1)
+    review_key = review_pos.astype(np.int64) * span + np.searchsorted(all_times, review_ts)
+    row_key = row_user.astype(np.int64) * span + np.searchsorted(all_times, row_as_of)
+    end = np.searchsorted(review_key, row_key, side="left")  # strictly before the as-of time
+    start = np.searchsorted(review_key, row_user.astype(np.int64) * span, side="left")
+    count = end - start
+    has = count > 0
+    safe = np.maximum(count, 1)
+
+    def window_mean(values: np.ndarray, lo: np.ndarray) -> np.ndarray:
+        """Mean of ``values`` over each row's reviews ``[lo, end)`` (0 where empty)."""
+        cumulative = np.concatenate([[0.0], np.cumsum(values, dtype=np.float64)])
+        n = end - lo
+        return np.where(n > 0, (cumulative[end] - cumulative[lo]) / np.maximum(n, 1), 0.0)
+
+    total_votes = frame["total_votes"].to_numpy(dtype=np.float64)
+    helpful_ratio = np.divide(
+        frame["helpful_votes"].to_numpy(dtype=np.float64),
+        total_votes,
+        out=np.zeros(len(frame)),
+        where=total_votes > 0,
+    )
+    words = np.fromiter(
+        (len(text.split()) for text in frame["review_text"].astype(str)), dtype=np.float64, count=len(frame)
+    )
+    last_ts = np.where(has, review_ts[np.maximum(end - 1, 0)] if len(review_ts) else 0, signup[row_user])
+
+    out = pd.DataFrame(
+        {
+            "user_id": user_ids[row_user],
+            "event_timestamp": pd.to_datetime(row_as_of, unit="us", utc=True),
+            "has_reviews": has,
+            "total_reviews": count.astype(np.int64),
+            "avg_rating": window_mean(frame["rating"].to_numpy(dtype=np.float64), start),
+            "avg_helpful_ratio": window_mean(helpful_ratio, start),
+            "avg_text_length": window_mean(words, start),
+            "last_review_days": (row_as_of - last_ts) / US_PER_DAY,
+            "sentiment_score": window_mean(vectors.sentiment, start),
+            "recent_sentiment": window_mean(vectors.sentiment, np.maximum(start, end - RECENT_REVIEWS)),
+        }
+    )
+    out["review_embedding"] = _list_array(_matrix_means(vectors.embeddings, start, end, has, safe))
+    out["topic_vector"] = _list_array(_matrix_means(topics, start, end, has, safe))
+    logger.info(
+        "review features: %d rows (%d with reviews), %d reviews, topic model v%d",
+        len(out),
+        int(has.sum()),
+        len(frame),
+        topic_model.version,
+    )
+    return out
+
+
+def _matrix_means(
+    matrix: np.ndarray, start: np.ndarray, end: np.ndarray, has: np.ndarray, safe: np.ndarray
+) -> np.ndarray:
+    """Row-wise mean of ``matrix[start:end]`` per output row, float32, zeros where empty.
+
+    Cumulative sums in float64 (so long histories do not lose precision), evaluated in blocks of
+    output rows to bound the temporary memory."""
+    dim = matrix.shape[1] if matrix.ndim == 2 else 0
+    out = np.zeros((len(start), dim), dtype=np.float32)
+    rows = np.flatnonzero(has)
+    if rows.size == 0:
+        return out
+    cumulative = np.zeros((len(matrix) + 1, dim), dtype=np.float64)
+    np.cumsum(matrix, axis=0, dtype=np.float64, out=cumulative[1:])
+    block = 65_536
+    for begin in range(0, rows.size, block):
+        r = rows[begin : begin + block]
+        out[r] = ((cumulative[end[r]] - cumulative[start[r]]) / safe[r, None]).astype(np.float32)
+    return out
