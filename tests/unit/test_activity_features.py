@@ -231,3 +231,87 @@ def test_events_at_or_after_an_as_of_time_never_change_that_snapshot(extra):
     )
     after = build_activity_features(pd.concat([EVENTS, added], ignore_index=True), USERS, [T1])
     assert after.equals(before)
+
+
+# --- against a plain, slow reference ---------------------------------------------------------
+
+
+def reference_row(events: pd.DataFrame, signup: pd.Timestamp, t: pd.Timestamp) -> dict[str, object]:
+    """The data model's definitions, spelled out row by row with pandas."""
+    seen = events[events["event_timestamp"] < t].sort_values(["event_timestamp", "event_id"])
+    day = pd.Timedelta(days=1)
+
+    def window(lo: int, hi: int = 0) -> pd.DataFrame:
+        times = seen["event_timestamp"]
+        return seen[(times >= t - lo * day) & (times < t - hi * day)]
+
+    lengths = [
+        (s["event_timestamp"].iloc[-1] - s["event_timestamp"].iloc[0]).total_seconds()
+        + (0.0 if pd.isna(s["duration"].iloc[-1]) else s["duration"].iloc[-1])
+        for _, s in seen.groupby("session_id")
+    ]
+    last_30 = window(30)
+    prev_30 = window(60, 30)
+    spend = seen["price"].where(seen["event_type"] == "purchase").fillna(0.0)
+    spend_30 = last_30["price"].where(last_30["event_type"] == "purchase").fillna(0.0)
+    counts = [int((seen["event_type"] == kind).sum()) for kind in EVENT_TYPES]
+    last = seen["event_timestamp"].max() if len(seen) else signup
+    return {
+        "total_events": len(seen),
+        "purchase_count": counts[3],
+        "add_to_cart_count": counts[2],
+        "session_count": len(lengths),
+        "avg_session_length": sum(lengths) / len(lengths) if lengths else 0.0,
+        "last_active_days": (t - last) / day,
+        "categorical_event_vector": [c / len(seen) if len(seen) else 0.0 for c in counts],
+        "events_7d": len(window(7)),
+        "events_30d": len(last_30),
+        "purchases_30d": int((last_30["event_type"] == "purchase").sum()),
+        "support_contacts_30d": int((last_30["event_type"] == "support_contact").sum()),
+        "activity_trend": (len(last_30) - len(prev_30)) / (len(last_30) + len(prev_30) + 1),
+        "total_spend": float(spend.sum()),
+        "spend_30d": float(spend_30.sum()),
+        "distinct_categories": seen["category"].dropna().nunique(),
+        "mobile_share_30d": float(last_30["device"].isin(["ios", "android"]).mean()) if len(last_30) else 0.0,
+    }
+
+
+EDGES = [T1 - pd.Timedelta(days=d) for d in (0, 7, 30, 60)] + [T2 - pd.Timedelta(days=d) for d in (0, 7, 30)]
+random_event = st.tuples(
+    st.integers(min_value=1, max_value=3),  # user
+    st.one_of(
+        st.sampled_from(EDGES),  # exactly on a window edge or an as-of time
+        st.integers(min_value=0, max_value=70 * 86_400).map(lambda s: T1 - pd.Timedelta(days=40, seconds=-s)),
+    ),
+    st.sampled_from(EVENT_TYPES),
+    st.sampled_from(["books", "toys", None]),
+    st.sampled_from(["ios", "android", "web", None]),
+    st.one_of(st.none(), st.integers(min_value=0, max_value=900).map(float)),
+    st.sampled_from([1, 2, 3]),  # few sessions: interleaved, straddling, shared across users
+    st.one_of(st.none(), st.integers(min_value=1, max_value=500).map(lambda c: c / 4)),
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(random_event, min_size=0, max_size=25))
+def test_features_match_a_plain_row_by_row_reference(draws):
+    users = pd.DataFrame(
+        {"user_id": [1, 2, 3], "signup_date": [ts("2024-11-01"), ts("2024-11-01"), ts("2025-01-20")]}
+    )
+    events = pd.DataFrame(
+        [
+            (i, user, session, at, kind, category, device, duration, price)
+            for i, (user, at, kind, category, device, duration, session, price) in enumerate(draws)
+        ],
+        columns=EVENTS.columns,
+    )
+    events = events[
+        events["event_timestamp"] >= events["user_id"].map(users.set_index("user_id")["signup_date"])
+    ]
+    table = build_activity_features(events, users, [T1, T2])
+    for row in table.to_pylist():
+        signup = users.set_index("user_id").loc[row["user_id"], "signup_date"]
+        mine = events[events["user_id"] == row["user_id"]]
+        expected = reference_row(mine, signup, pd.Timestamp(row["event_timestamp"]))
+        for name, value in expected.items():
+            assert row[name] == pytest.approx(value, rel=1e-6, abs=1e-6), name
