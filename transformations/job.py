@@ -158,6 +158,18 @@ class _Steps:
         logger.info("%s (%.1f s)", description, time.perf_counter() - started)
         self._progress.advance(self._task)
 
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Hide this bar while a step shows its own (rich allows one live display at a time)."""
+        if self._progress.disable:
+            yield
+            return
+        self._progress.stop()
+        try:
+            yield
+        finally:
+            self._progress.start()
+
 
 @contextmanager
 def _progress(show_progress: bool, total: int) -> Iterator[_Steps]:
@@ -232,7 +244,8 @@ def build_features(
                 )
             with steps.step("review features"):
                 try:
-                    table = review_group_features(reviews, users, as_of_times, settings, show_progress=False)
+                    with steps.paused():
+                        table = review_group_features(reviews, users, as_of_times, settings, show_progress)
                 except ReviewGroupUnavailable as exc:
                     if groups is not None:
                         raise
