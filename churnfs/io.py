@@ -7,12 +7,15 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from churnfs.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @contextmanager
