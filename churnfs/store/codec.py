@@ -43,11 +43,13 @@ class UnsupportedColumnError(ValueError):
 
 @dataclass(frozen=True)
 class Cells:
-    """One encoded column: either a fixed-width byte matrix (one row per entity) or one bytes
-    object per entity."""
+    """One encoded column: a fixed-width byte matrix (one row per entity), one bytes object per
+    entity, or a few distinct bytes objects and each entity's index into them."""
 
     fixed: np.ndarray | None = None
     objects: list[bytes] | None = None
+    distinct: list[bytes] | None = None
+    inverse: np.ndarray | None = None
 
 
 def varint(value: int) -> bytes:
@@ -97,12 +99,15 @@ def _value_type(dtype: object) -> ValueType:
     return dtype.to_value_type()  # type: ignore[attr-defined,no-any-return]
 
 
-def _by_distinct_value(column: pa.Array, value_type: ValueType) -> list[bytes]:
-    """Serialise each distinct value once with Feast's own converter, then map back."""
-    values = column.to_numpy(zero_copy_only=False)
-    distinct, inverse = np.unique(values, return_inverse=True)
+def _by_distinct_value(column: pa.Array | pa.ChunkedArray, value_type: ValueType) -> Cells:
+    """Serialise each distinct value once with Feast's own converter."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    encoded_column = column.dictionary_encode()
+    distinct = encoded_column.dictionary.to_numpy(zero_copy_only=False)
+    inverse = encoded_column.indices.to_numpy(zero_copy_only=False)
     encoded = [p.SerializeToString() for p in python_values_to_proto_values(distinct, value_type)]
-    return [encoded[i] for i in inverse.tolist()]
+    return Cells(distinct=encoded, inverse=inverse)
 
 
 def _float_vectors(column: pa.Array, tag: bytes, np_dtype: type[np.floating]) -> Cells:
@@ -127,7 +132,7 @@ def _float_vectors(column: pa.Array, tag: bytes, np_dtype: type[np.floating]) ->
         return Cells(fixed=np.hstack([_constant(n, header), body]))
     out = []
     raw = flat.tobytes()
-    for start, length in zip((offsets - offsets[0]).tolist(), lengths.tolist(), strict=True):
+    for start, length in zip((offsets[:-1] - offsets[0]).tolist(), lengths.tolist(), strict=True):
         payload = raw[start * item : (start + length) * item]
         inner = _PACKED_VAL_TAG + varint(len(payload)) + payload if length else b""
         out.append(tag + varint(len(inner)) + inner)
@@ -141,14 +146,18 @@ def encode_values(column: pa.Array | pa.ChunkedArray, dtype: object) -> Cells:
         raise UnsupportedColumnError("nulls")
     if dtype == Float64:
         values = np.ascontiguousarray(column.to_numpy(zero_copy_only=False).astype("<f8"))
+        if np.isnan(values).any():
+            raise UnsupportedColumnError("NaN (Feast stores it as a missing value)")
         body = values.view(np.uint8).reshape(-1, 8)
         return Cells(fixed=np.hstack([_constant(len(values), _DOUBLE_TAG), body]))
     if dtype == Float32:
         values = np.ascontiguousarray(column.to_numpy(zero_copy_only=False).astype("<f4"))
+        if np.isnan(values).any():
+            raise UnsupportedColumnError("NaN (Feast stores it as a missing value)")
         body = values.view(np.uint8).reshape(-1, 4)
         return Cells(fixed=np.hstack([_constant(len(values), _FLOAT_TAG), body]))
     if dtype in (Int64, Int32, String, Bool):
-        return Cells(objects=_by_distinct_value(column, _value_type(dtype)))
+        return _by_distinct_value(column, _value_type(dtype))
     if dtype == Array(Float32):
         return _float_vectors(column, _FLOAT_LIST_TAG, np.float32)
     if dtype == Array(Float64):
@@ -158,6 +167,11 @@ def encode_values(column: pa.Array | pa.ChunkedArray, dtype: object) -> Cells:
 
 def encode_timestamps(column: pa.Array | pa.ChunkedArray) -> list[bytes]:
     """Serialised protobuf ``Timestamp`` of each event time, as Feast writes to ``_ts:<view>``."""
+    return timestamp_cells(column).objects or []
+
+
+def timestamp_cells(column: pa.Array | pa.ChunkedArray) -> Cells:
+    """Event times as serialised protobuf ``Timestamp``s, one per distinct time."""
     micros = column.cast(pa.timestamp("us", tz="UTC")).to_numpy(zero_copy_only=False).astype("datetime64[us]")
     distinct, inverse = np.unique(micros.astype(np.int64), return_inverse=True)
     encoded = []
@@ -165,7 +179,7 @@ def encode_timestamps(column: pa.Array | pa.ChunkedArray) -> list[bytes]:
         ts = Timestamp()
         ts.FromMicroseconds(us)
         encoded.append(ts.SerializeToString())
-    return [encoded[i] for i in inverse.tolist()]
+    return Cells(objects=[encoded[i] for i in inverse.tolist()], distinct=encoded, inverse=inverse)
 
 
 def hset_commands(
@@ -186,6 +200,10 @@ def hset_commands(
         if cell.fixed is not None:
             width = cell.fixed.shape[1]
             fixed_parts += [_constant(n, name + b"$%d\r\n" % width), cell.fixed, _constant(n, b"\r\n")]
+        elif cell.distinct is not None:
+            assert cell.inverse is not None
+            formatted = [b"%b$%d\r\n%b\r\n" % (name, len(v), v) for v in cell.distinct]
+            variable.append([formatted[i] for i in cell.inverse.tolist()])
         else:
             assert cell.objects is not None
             variable.append([b"%b$%d\r\n%b\r\n" % (name, len(v), v) for v in cell.objects])
@@ -220,6 +238,9 @@ def expire_commands(keys: np.ndarray, seconds: int) -> list[bytes]:
 def cell_bytes(cells: Cells, row: int) -> bytes:
     if cells.fixed is not None:
         return cells.fixed[row].tobytes()
+    if cells.distinct is not None:
+        assert cells.inverse is not None
+        return cells.distinct[int(cells.inverse[row])]
     assert cells.objects is not None
     return cells.objects[row]
 
