@@ -88,6 +88,7 @@ def build_review_features(
     settings: Settings,
     show_progress: bool = True,
     encoder: Encoder | None = None,
+    fit_topics: bool | None = None,
 ) -> pd.DataFrame:
     """Review features for every (user signed up before the as-of time, as-of time).
 
@@ -98,6 +99,8 @@ def build_review_features(
         settings: the embedding model/backend settings and ``artifacts_dir`` (cache, topic model).
         show_progress: a progress bar (reviews/s) while embedding.
         encoder: an already loaded encoder (default: the one ``settings`` names, loaded once).
+        fit_topics: may a missing topic model be fitted here? Default: only when building for
+            more than one user, so a single-user refresh never fits topics on one user's reviews.
 
     Returns:
         ``user_id``, ``event_timestamp`` (the as-of time, UTC) and ``FEATURES``, ordered by user,
@@ -131,7 +134,13 @@ def build_review_features(
     vectors = review_vectors(frame, settings, encoder, show_progress=show_progress)
     spec = load_world_spec(settings.raw_dir)
     topic_model = ensure_topic_model(
-        settings, vectors.embeddings, review_ts, encoder.model_name, encoder.backend, spec.train_end
+        settings,
+        vectors.embeddings,
+        review_ts,
+        encoder.model_name,
+        encoder.backend,
+        spec.train_end,
+        allow_fit=len(user_ids) > 1 if fit_topics is None else fit_topics,
     )
     topics = topic_model.transform(vectors.embeddings)
 

@@ -39,9 +39,10 @@ logger = logging.getLogger(__name__)
 TOPIC_COUNT = 6
 TOPIC_SHARPNESS = 20.0
 """Softmax scale on cosine similarity: a gap of 0.1 in cosine is a factor e^2 in weight."""
-MIN_FIT_REVIEWS = 20 * TOPIC_COUNT
-"""Fewer reviews than this before ``train_end`` is not enough to fit topics (e.g. a refresh of
-one user when no batch job ever ran)."""
+MIN_FIT_REVIEWS = TOPIC_COUNT
+"""k-means needs at least K reviews before ``train_end``; below ``WELL_FITTED_REVIEWS`` the fit
+is logged as weak (tiny worlds), not refused."""
+WELL_FITTED_REVIEWS = 20 * TOPIC_COUNT
 SEED = 0
 
 
@@ -114,6 +115,8 @@ def fit_topic_model(
             f"only {len(embeddings)} reviews before {fitted_until:%Y-%m-%d} to fit the topic model "
             f"(need {MIN_FIT_REVIEWS}): run the batch job (`churnfs features`) on the whole world first"
         )
+    if len(embeddings) < WELL_FITTED_REVIEWS:
+        logger.warning("topic model fitted on only %d reviews: topics will be noisy", len(embeddings))
     model = save_topic_model(
         settings, fit_centroids(embeddings), embedding_model, backend, fitted_until, len(embeddings)
     )
@@ -168,12 +171,18 @@ def ensure_topic_model(
     embedding_model: str,
     backend: str,
     fitted_until: datetime,
+    allow_fit: bool = True,
 ) -> TopicModel:
-    """Load the saved topic model for ``embedding_model``; fit and save one only when none exists,
-    on the reviews written before ``fitted_until``."""
+    """Load the saved topic model for ``embedding_model``; fit and save one only when none exists
+    (and ``allow_fit``), on the reviews written before ``fitted_until``."""
     model = load_topic_model(settings, embedding_model)
     if model is not None:
         return model
+    if not allow_fit:
+        raise MissingDataError(
+            f"no topic model for {embedding_model} under {topic_model_root(settings)}: "
+            "run the batch job (`churnfs features`) first"
+        )
     cutoff_us = int(fitted_until.timestamp() * 1_000_000)
     return fit_topic_model(
         settings, embeddings[review_times_us < cutoff_us], embedding_model, backend, fitted_until

@@ -248,3 +248,15 @@ def test_topic_model_refuses_to_fit_on_too_few_reviews(tmp_path_factory: pytest.
         ensure_topic_model(
             settings, vectors, np.zeros(4, np.int64), "m", "onnx", datetime(2025, 4, 30, tzinfo=UTC)
         )
+
+
+def test_single_user_refresh_never_fits_a_topic_model(
+    tmp_path_factory: pytest.TempPathFactory, encoder: Encoder
+) -> None:
+    settings = Settings(data_dir=tmp_path_factory.mktemp("refresh"), embedding_backend="onnx")
+    WorldSpec(users=1, seed=0, drift=False).save(settings.raw_dir)
+    one_user = hand_made_reviews().query("user_id == 1")
+    users = hand_made_users().query("user_id == 1")
+    with pytest.raises(MissingDataError, match="no topic model"):
+        build_review_features(one_user, users, AS_OF, settings, show_progress=False, encoder=encoder)
+    assert not (settings.artifacts_dir / "topic_model").exists()
