@@ -44,7 +44,9 @@ EVENTS_PER_USER = 24.0  # target mean over all users (heavy-tailed per user)
 REGULAR_SESSION_SHAPE = 1.2  # negative binomial shape of (length - 1): a few events, tail to ~20
 REGULAR_SESSION_MEAN_EXTRA = 3.4
 MAX_SESSION_EVENTS = 30
-SUPPORT_SESSION_RATE = 0.4  # support sessions per day at full dissatisfaction (z = 1), times z**4
+SUPPORT_LEVEL_RATE = 0.08  # support sessions per day at full dissatisfaction (z = 1), times z**4
+SUPPORT_DECLINE_RATE = 0.2  # extra support sessions per day while satisfaction is falling
+SUPPORT_SESSION_SECOND_EVENT = 0.3  # a support session is a contact, sometimes followed by a page view
 GAP_MEDIAN_SECONDS = 35.0
 DRIFT_ANDROID_SHARE = 0.5  # share of events in the drift period that come from the new Android app
 
@@ -87,10 +89,12 @@ def sample_events(rng: np.random.Generator, pop: Population, spec: WorldSpec, dr
 
     weekday = WEEKDAY_WEIGHTS[np.arange(window) % 7].astype(np.float32)
     regular = (pop.activity_rate.astype(np.float32)[:, None] * (s / 0.8) ** 4) * weekday[None, :] * exposure
-    support = (SUPPORT_SESSION_RATE * z**4 * exposure).astype(np.float32)
+    falling = pop.paths.falling_on_grid(window)
+    support = ((SUPPORT_LEVEL_RATE * z**4 + SUPPORT_DECLINE_RATE * falling) * exposure).astype(np.float32)
+    del falling
     del exposure
     regular_len = 1.0 + REGULAR_SESSION_MEAN_EXTRA
-    support_len = 1.0 + 2 * 0.35
+    support_len = 1.0 + SUPPORT_SESSION_SECOND_EVENT
     expected_support = float(support.sum(dtype=np.float64)) * support_len
     wanted_regular = max(EVENTS_PER_USER * pop.n - expected_support, 0.0)
     regular *= np.float32(wanted_regular / max(float(regular.sum(dtype=np.float64)) * regular_len, 1e-9))
@@ -118,7 +122,7 @@ def sample_events(rng: np.random.Generator, pop: Population, spec: WorldSpec, dr
         REGULAR_SESSION_SHAPE / (REGULAR_SESSION_SHAPE + REGULAR_SESSION_MEAN_EXTRA),
         n_sessions,
     )
-    extra_support = rng.binomial(2, 0.35, n_sessions)
+    extra_support = rng.binomial(1, SUPPORT_SESSION_SECOND_EVENT, n_sessions)
     length = 1 + np.minimum(np.where(is_support, extra_support, extra), MAX_SESSION_EVENTS - 1)
 
     # Session ids follow start time (ties broken by draw order, deterministic).
@@ -209,7 +213,7 @@ def _event_types(
     weights[:, SUPPORT_CONTACT] = 0.008 + 0.12 * z * z
     opening = position == 0
     weights[opening] = (0.62, 0.38, 0.0, 0.0, 0.0, 0.0)
-    weights[support_session] = (0.5, 0.0, 0.0, 0.0, 0.0, 0.5)
+    weights[support_session] = (0.7, 0.0, 0.0, 0.0, 0.0, 0.3)
     weights[support_session & opening] = (0.0, 0.0, 0.0, 0.0, 0.0, 1.0)
     cdf = np.cumsum(weights, axis=1)
     u = rng.random(n) * cdf[:, -1]

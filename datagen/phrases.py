@@ -14,8 +14,8 @@ ASPECTS: tuple[str, ...] = ("delivery", "price", "quality", "support", "app", "r
 PRODUCTS: tuple[str, ...] = (
     "jacket",
     "blender",
-    "headphones",
-    "running shoes",
+    "headset",
+    "pair of trainers",
     "desk lamp",
     "backpack",
     "coffee maker",
@@ -26,10 +26,10 @@ PRODUCTS: tuple[str, ...] = (
     "winter coat",
     "kettle",
     "bookshelf",
-    "sunglasses",
+    "sun hat",
     "air fryer",
     "office chair",
-    "bed sheets",
+    "duvet cover",
 )
 
 SENTENCES_PER_CELL = 8

@@ -31,7 +31,7 @@ MAX_ACCOUNT_AGE_DAYS = 5 * 365
 # churn hazard follows it with a lag (people disengage first and leave weeks later), and only
 # dissatisfaction beyond a threshold raises it, so a settled user's hazard is set by what is
 # observable (tenure, premium) and a decline dominates everything else.
-DECLINE_SHARE = 0.55
+DECLINE_SHARE = 0.5
 DECLINE_START_RANGE = (-45.0, 200.0)  # days; beyond the window means "not in this window"
 DECLINE_RATE_RANGE = (1 / 50, 1 / 15)  # satisfaction lost per day
 DECLINE_FLOOR_RANGE = (0.02, 0.3)
@@ -39,9 +39,34 @@ HAZARD_BASE = 0.001  # per day, for a settled, non-premium, long-tenure user
 HAZARD_SLOPE = 9.0  # log-hazard per unit of dissatisfaction beyond the threshold
 HAZARD_THRESHOLD = 0.45  # dissatisfaction (1 - s) that starts to raise the hazard
 HAZARD_LAG_DAYS = 28.0  # the hazard at t follows satisfaction at t - lag
-PREMIUM_HAZARD_FACTOR = 0.4
-NEW_USER_HAZARD_BOOST = 2.0  # extra hazard at tenure 0, fading with NEW_USER_TENURE_DAYS
-NEW_USER_TENURE_DAYS = 60.0
+PREMIUM_HAZARD_FACTOR = 0.35
+YOUNG_USER_HAZARD_BOOST = 0.8  # extra hazard at age 18, fading with YOUNG_USER_AGE_SCALE years
+YOUNG_USER_AGE_SCALE = 12.0
+NEW_USER_HAZARD_BOOST = 3.0  # extra hazard at tenure 0, fading with NEW_USER_TENURE_DAYS
+NEW_USER_TENURE_DAYS = 90.0
+
+
+@dataclass(frozen=True)
+class SatisfactionPaths:
+    """Per-user parameters of the satisfaction path ``s(t) = max(floor, base - rate * (t - start)+)``."""
+
+    base: np.ndarray
+    decline_start: np.ndarray  # +inf for users who do not decline
+    rate: np.ndarray
+    floor: np.ndarray
+
+    def on_grid(self, window: int, lag: float = 0.0) -> np.ndarray:
+        """(n, window) satisfaction at day midpoints minus ``lag`` days, float32."""
+        mid = np.arange(window, dtype=np.float64)[None, :] + 0.5 - lag
+        elapsed = np.clip(mid - self.decline_start[:, None], 0.0, None)
+        path = np.maximum(self.base[:, None] - self.rate[:, None] * elapsed, self.floor[:, None])
+        return path.astype(np.float32)
+
+    def falling_on_grid(self, window: int) -> np.ndarray:
+        """(n, window) bool: the user's satisfaction is still falling at the day's midpoint."""
+        mid = np.arange(window, dtype=np.float64)[None, :] + 0.5
+        reached_floor = self.decline_start + (self.base - self.floor) / self.rate
+        return (mid > self.decline_start[:, None]) & (mid < reached_floor[:, None])
 
 
 @dataclass
@@ -59,6 +84,7 @@ class Population:
     premium: np.ndarray  # bool
     activity_rate: np.ndarray  # heavy-tailed sessions-per-day multiplier (lognormal)
     favourite_category: np.ndarray  # index into events.CATEGORIES
+    paths: SatisfactionPaths
     satisfaction: np.ndarray  # (n, window_days) float32 at day midpoints
     cum_hazard: np.ndarray  # (n, window_days + 1) float64 at day boundaries
     churn_day: np.ndarray  # float64 days from start; +inf if the user stays past the window
@@ -127,13 +153,13 @@ def sample_population(
         device = np.where(late, categorical_draw(device_u, DRIFT_DEVICE_WEIGHTS), device)
     premium_p = 0.06 + 0.34 / (1.0 + np.exp(-2.0 * (np.log(income) - np.log(70_000))))
     premium = rng.random(n) < premium_p
-    activity_rate = np.exp(rng.normal(0.0, 0.8, n))
+    activity_rate = np.exp(rng.normal(0.0, 0.7, n))
     category_weights = 1.0 / np.arange(1, n_categories + 1) ** 0.8
     favourite_category = categorical_draw(rng.random(n), category_weights / category_weights.sum())
 
     paths = _satisfaction_paths(rng, signup_day)
     satisfaction = paths.on_grid(window)
-    cum_hazard, rate = _cumulative_hazard(paths, window, signup_day, premium)
+    cum_hazard, rate = _cumulative_hazard(paths, window, signup_day, premium, age)
     churn_day = _sample_churn(rng, cum_hazard, rate, signup_day)
 
     return Population(
@@ -148,6 +174,7 @@ def sample_population(
         premium=premium,
         activity_rate=activity_rate,
         favourite_category=favourite_category,
+        paths=paths,
         satisfaction=satisfaction,
         cum_hazard=cum_hazard,
         churn_day=churn_day,
@@ -159,23 +186,6 @@ def categorical_draw(u: np.ndarray, weights: tuple[float, ...] | np.ndarray) -> 
     cdf = np.cumsum(np.asarray(weights, dtype=np.float64))
     cdf /= cdf[-1]
     return np.minimum(np.searchsorted(cdf, u, side="right"), len(cdf) - 1).astype(np.int64)
-
-
-@dataclass(frozen=True)
-class SatisfactionPaths:
-    """Per-user parameters of the satisfaction path ``s(t) = max(floor, base - rate * (t - start)+)``."""
-
-    base: np.ndarray
-    decline_start: np.ndarray  # +inf for users who do not decline
-    rate: np.ndarray
-    floor: np.ndarray
-
-    def on_grid(self, window: int, lag: float = 0.0) -> np.ndarray:
-        """(n, window) satisfaction at day midpoints minus ``lag`` days, float32."""
-        mid = np.arange(window, dtype=np.float64)[None, :] + 0.5 - lag
-        elapsed = np.clip(mid - self.decline_start[:, None], 0.0, None)
-        path = np.maximum(self.base[:, None] - self.rate[:, None] * elapsed, self.floor[:, None])
-        return path.astype(np.float32)
 
 
 def _satisfaction_paths(rng: np.random.Generator, signup_day: np.ndarray) -> SatisfactionPaths:
@@ -196,7 +206,7 @@ def _satisfaction_paths(rng: np.random.Generator, signup_day: np.ndarray) -> Sat
 
 
 def _cumulative_hazard(
-    paths: SatisfactionPaths, window: int, signup_day: np.ndarray, premium: np.ndarray
+    paths: SatisfactionPaths, window: int, signup_day: np.ndarray, premium: np.ndarray, age: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Daily hazard rate (per day) and its integral at day boundaries, from signup on."""
     n = len(signup_day)
@@ -206,6 +216,7 @@ def _cumulative_hazard(
     rate = HAZARD_BASE * np.exp(HAZARD_SLOPE * excess.astype(np.float64))
     rate *= 1.0 + NEW_USER_HAZARD_BOOST * np.exp(-tenure / NEW_USER_TENURE_DAYS)
     rate *= np.where(premium, PREMIUM_HAZARD_FACTOR, 1.0)[:, None]
+    rate *= (1.0 + YOUNG_USER_HAZARD_BOOST * np.exp(-(age - 18.0) / YOUNG_USER_AGE_SCALE))[:, None]
     exposure = np.clip(days + 1.0 - signup_day[:, None], 0.0, 1.0)
     cum = np.zeros((n, window + 1), dtype=np.float64)
     np.cumsum(rate * exposure, axis=1, out=cum[:, 1:])

@@ -1,6 +1,7 @@
 """Reviews: who writes them, when, the rating, and the composed English text.
 
-Active users write more reviews. A review's rating follows the writer's satisfaction on the day
+Active users write more reviews, and some users write one while their satisfaction is falling
+(a complaint). A review's rating follows the writer's satisfaction on the day
 of writing; its tone follows the rating (1-2 negative, 3 neutral, 4-5 positive). The text is
 composed from sentence fragments: most sentences are about one primary aspect, optionally one
 about a secondary aspect, between a tone-matched opener and closer.
@@ -27,8 +28,9 @@ from datagen.phrases import (
 )
 from datagen.population import Population, days_to_us
 
-REVIEWER_SHARE = 0.28  # share of all users who write at least one review
-REVIEWS_PER_USER = 0.6  # reviews per user, over all users
+REVIEWER_SHARE = 0.22  # share of all users who write at least one ordinary review
+REVIEWS_PER_USER = 0.6  # reviews per user, over all users, complaints included
+COMPLAINT_SHARE = 0.5  # share of declining users who write a review while their satisfaction falls
 N_PRODUCTS = 3000
 MIN_WORDS, MAX_WORDS = 15, 60
 DRIFT_DELIVERY_SHARE = 0.6  # share of drift-period reviews hit by the delivery problem
@@ -115,24 +117,42 @@ def sample_reviews(
     n_events = np.bincount(events.user_index, minlength=n)
     activity = np.sqrt(n_events.astype(np.float64))
 
-    # Who writes, and how many: both grow with activity; users without events write nothing.
+    # Complaints: some users whose satisfaction is falling write a review while it falls.
+    paths = pop.paths
+    reached_floor = paths.decline_start + (paths.base - paths.floor) / paths.rate
+    declines = np.isfinite(paths.decline_start)
+    falling_days = np.zeros(n)
+    falling_days[declines] = reached_floor[declines] - paths.decline_start[declines]
+    complaint_day = paths.decline_start + rng.random(n) * falling_days
+    user_limit = np.minimum(pop.churn_day, float(window))
+    complains = (rng.random(n) < COMPLAINT_SHARE) & declines
+    complains &= (complaint_day >= np.maximum(pop.signup_day, 0.0)) & (complaint_day < user_limit)
+    complaint_user = np.nonzero(complains)[0]
+
+    # Ordinary reviews: who writes and how many both grow with activity; no events, no review.
     cap = 0.95
     p_writer = np.clip(_solve_scale(activity, REVIEWER_SHARE, cap) * activity, 0.0, cap)
     writer = rng.random(n) < p_writer
-    extra_mean = max(REVIEWS_PER_USER * n / max(writer.sum(), 1) - 1.0, 0.0)
+    wanted = max(REVIEWS_PER_USER * n - len(complaint_user), 0.0)
+    extra_mean = max(wanted / max(writer.sum(), 1) - 1.0, 0.0)
     extra_rate = extra_mean * activity / max(activity[writer].mean() if writer.any() else 1.0, 1e-9)
     count = np.where(writer, 1 + rng.poisson(extra_rate), 0)
-    user = np.repeat(np.arange(n), count)
-    r = len(user)
+    ordinary_user = np.repeat(np.arange(n), count)
+    r_ordinary = len(ordinary_user)
 
     # When: shortly after one of the writer's own events, before churn and the window's end.
     by_user = np.argsort(events.user_index, kind="stable")
     first = np.zeros(n, dtype=np.int64)
     np.cumsum(n_events[:-1], out=first[1:])
-    pick = by_user[first[user] + np.floor(rng.random(r) * n_events[user]).astype(np.int64)]
-    limit = np.minimum(pop.churn_day[user], float(window))
-    delay = rng.random(r) * np.minimum(2.0, limit - events.day[pick])
-    day = events.day[pick] + delay
+    pick = by_user[
+        first[ordinary_user] + np.floor(rng.random(r_ordinary) * n_events[ordinary_user]).astype(np.int64)
+    ]
+    delay = rng.random(r_ordinary) * np.minimum(2.0, user_limit[ordinary_user] - events.day[pick])
+
+    user = np.concatenate([ordinary_user, complaint_user])
+    day = np.concatenate([events.day[pick] + delay, complaint_day[complaint_user]])
+    r = len(user)
+    limit = user_limit[user]
     timestamp_us = np.minimum(days_to_us(spec, day), days_to_us(spec, limit) - 1)
     day_index = np.minimum(np.floor(day).astype(np.int64), window - 1)
     satisfaction = pop.satisfaction[user, day_index].astype(np.float64)
