@@ -97,12 +97,23 @@ def check_online_store(config: RepoConfig) -> None:
         return
     import redis
     from feast.infra.online_stores.redis import RedisOnlineStore
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
     host, port = parse_host_port(online.connection_string)
     _, params = RedisOnlineStore._parse_connection_string(online.connection_string)
     params = {k: v for k, v in params.items() if k in {"db", "password", "username", "ssl"}}
     try:
-        redis.Redis(host=host, port=port, socket_connect_timeout=2, socket_timeout=2, **params).ping()
+        # One try: redis-py's default retries with backoff take seconds to say "refused".
+        client = redis.Redis(
+            host=host,
+            port=port,
+            socket_connect_timeout=2,
+            socket_timeout=2,
+            retry=Retry(NoBackoff(), 0),
+            **params,
+        )
+        client.ping()
     except redis.RedisError as exc:
         raise OnlineStoreUnavailableError(
             f"Redis does not answer at {host}:{port} ({_first_line(exc)}): start it or set "
