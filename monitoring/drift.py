@@ -1,9 +1,10 @@
 """Per-column drift with Evidently: which statistic, run as one report, read back as verdicts.
 
 The statistic is always chosen here, never left to Evidently's auto-selection: a p-value test
-(KS, chi-square) when either side is small, a distance (normed Wasserstein, Jensen-Shannon)
-otherwise, because with tens of thousands of rows every p-value test flags differences too
-small to matter. PSI is computed beside the verdict statistic for every column, since it is
+(KS, chi-square, Bonferroni-corrected over the report's columns) when either side is small, a
+distance (normed Wasserstein, Jensen-Shannon) otherwise, because with tens of thousands of rows
+every p-value test flags differences too small to matter, while a distance measured on a few
+thousand rows is mostly noise. PSI is computed beside the verdict statistic for every column, since it is
 the number many teams alert on.
 """
 
@@ -58,16 +59,21 @@ def _finite(value: Any) -> Any:
 
 
 def choose_method(
-    kind: str, reference_rows: int, current_rows: int, config: MonitoringConfig
+    kind: str, reference_rows: int, current_rows: int, config: MonitoringConfig, tests: int = 1
 ) -> tuple[str, float]:
-    """The statistic and threshold for one column, from its kind and the smaller side's size."""
+    """The statistic and threshold for one column, from its kind and the smaller side's size.
+
+    A p-value test's significance level is ``monitoring_p_value / tests`` (Bonferroni): with
+    thirty columns tested at 5% each, some column would drift in most same-distribution runs.
+    """
     small = min(reference_rows, current_rows) < config.monitoring_small_sample
+    alpha = config.monitoring_p_value / max(tests, 1)
     if kind == NUMERICAL:
         if small:
-            return config.monitoring_small_numerical_method, config.monitoring_p_value
+            return config.monitoring_small_numerical_method, alpha
         return config.monitoring_numerical_method, config.monitoring_numerical_threshold
     if small:
-        return config.monitoring_small_categorical_method, config.monitoring_p_value
+        return config.monitoring_small_categorical_method, alpha
     return config.monitoring_categorical_method, config.monitoring_categorical_threshold
 
 
@@ -122,8 +128,9 @@ def run_drift_report(
     *,
     dataset_columns: Sequence[str],
 ) -> tuple[Snapshot, list[ColumnDrift]]:
-    """Run one Evidently report: a ``ValueDrift`` with the chosen statistic and one with PSI for
-    every column, and ``DriftedColumnsCount`` over ``dataset_columns`` (the input features).
+    """Run one Evidently report: a ``ValueDrift`` with the chosen statistic for every column and
+    ``DriftedColumnsCount`` over ``dataset_columns`` (the input features); PSI is computed beside
+    it with Evidently's own PSI test (a second ``ValueDrift`` would double the page's plots).
 
     Returns:
         The Evidently snapshot (for the HTML page) and the per-column verdicts.
@@ -132,7 +139,7 @@ def run_drift_report(
     columns = usable_columns(ref, cur, [*inputs.numerical, *inputs.categorical])
     kinds = {c: NUMERICAL for c in inputs.numerical} | {c: CATEGORICAL for c in inputs.categorical}
     counts = {c: (int(ref[c].notna().sum()), int(cur[c].notna().sum())) for c in columns}
-    chosen = {c: choose_method(kinds[c], *counts[c], config) for c in columns}
+    chosen = {c: choose_method(kinds[c], *counts[c], config, tests=len(columns)) for c in columns}
 
     metrics: list[Any] = []
     in_dataset = [c for c in dataset_columns if c in chosen]
@@ -148,7 +155,6 @@ def run_drift_report(
     for c in columns:
         method, threshold = chosen[c]
         metrics.append(ValueDrift(column=c, method=method, threshold=threshold))
-        metrics.append(ValueDrift(column=c, method="psi", threshold=config.monitoring_psi_threshold))
 
     definition = DataDefinition(
         numerical_columns=[c for c in columns if kinds[c] == NUMERICAL],
@@ -175,7 +181,7 @@ def run_drift_report(
                 score=score,
                 threshold=threshold,
                 drifted=is_drifted(method, score, threshold),
-                psi=scores.get((c, "psi")),
+                psi=psi(ref[c], cur[c], kinds[c]),
                 reference_rows=counts[c][0],
                 current_rows=counts[c][1],
                 reference_mean=float(ref[c].mean()) if numeric else None,
@@ -183,6 +189,18 @@ def run_drift_report(
             )
         )
     return snapshot, results
+
+
+def psi(reference: pd.Series, current: pd.Series, kind: str) -> float | None:
+    """Evidently's PSI of two samples (missing values dropped); ``None`` when a side is empty."""
+    from evidently.legacy.calculations.stattests import psi_stat_test
+    from evidently.legacy.core import ColumnType
+
+    ref, cur = reference.dropna(), current.dropna()
+    if ref.empty or cur.empty:
+        return None
+    column_type = ColumnType.Numerical if kind == NUMERICAL else ColumnType.Categorical
+    return float(psi_stat_test(ref, cur, column_type, None).drift_score)
 
 
 def read_value_drift(snapshot_dict: dict[str, Any]) -> dict[tuple[str, str], float]:

@@ -37,6 +37,12 @@ def age_verdict(newest: datetime | None, now: datetime, ttl: timedelta | None) -
 def check_freshness(settings: Settings, user_ids: Sequence[int], now: datetime) -> dict[str, Any]:
     """Per feature view: TTL, materialised-until, the newest online value among ``user_ids``
     and its age at ``now``."""
+    if not settings.registry_path.exists():
+        # Importing Feast costs seconds: say why there is nothing to check without it.
+        return {
+            "available": False,
+            "note": f"no Feast registry at {settings.registry_path}: run `make apply`",
+        }
     try:
         from churnfs.store import get_store
 
@@ -47,6 +53,8 @@ def check_freshness(settings: Settings, user_ids: Sequence[int], now: datetime) 
         logger.warning("freshness skipped: %s", first_line)
         return {"available": False, "note": f"Feast registry unavailable ({first_line}): run `make apply`"}
 
+    if not views:
+        return {"available": False, "note": f"no feature views in {settings.registry_path}: run `make apply`"}
     rows = [{ENTITY_KEY: int(u)} for u in user_ids]
     out = []
     for view in sorted(views, key=lambda v: v.name):

@@ -237,7 +237,7 @@ def compare_windows(
     for key in key_drifted:
         v = by_column.get(key)
         detail = (
-            f"{v.method} {v.score:.3g}, threshold {v.threshold:g}"
+            f"{v.method} {v.score:.3g}, threshold {v.threshold:.3g}"
             if v
             else f"score {embeddings.get('score', float('nan')):.3g}"
         )

@@ -23,11 +23,13 @@ NON_FEATURE_COLUMNS = ("event_timestamp", "created_timestamp", "churned")
 
 def load_champion(settings: Settings) -> tuple[Any | None, str]:
     """The champion pyfunc and a note; ``None`` and the reason when there is none."""
-    try:
-        import mlflow
-        import mlflow.pyfunc
-    except ImportError as exc:  # pragma: no cover - mlflow is a dependency
-        return None, f"mlflow is not importable ({exc})"
+    default_store = settings.data_dir / "mlflow.db"
+    if settings.mlflow_tracking_uri is None and not default_store.exists():
+        # Importing MLflow costs seconds, and opening the store would create it empty.
+        return None, f"no MLflow store at {default_store}: run `make train` first"
+    import mlflow
+    import mlflow.pyfunc
+
     mlflow.set_tracking_uri(settings.resolved_mlflow_tracking_uri)
     mlflow.set_registry_uri(settings.resolved_mlflow_tracking_uri)
     try:

@@ -47,8 +47,11 @@ class Window:
 
     def describe(self) -> str:
         if self.after >= self.until - timedelta(microseconds=1):
-            return f"{self.name}: snapshot as of {self.until:%Y-%m-%d}"
-        return f"{self.name}: snapshots as of {self.after:%Y-%m-%d} (excl.) .. {self.until:%Y-%m-%d}"
+            return f"{self.name}: the snapshot as of {self.until:%Y-%m-%d}"
+        if self.after.microsecond == 999_999:  # an inclusive start stored as "just after"
+            first = self.after + timedelta(microseconds=1)
+            return f"{self.name}: snapshots as of {first:%Y-%m-%d} to {self.until:%Y-%m-%d}"
+        return f"{self.name}: snapshots as of after {self.after:%Y-%m-%d} to {self.until:%Y-%m-%d}"
 
 
 def _parse_day(text: str, spec: str) -> datetime:
@@ -124,9 +127,12 @@ def load_snapshots(
     seed: int,
     active_only: bool,
 ) -> pd.DataFrame:
-    """Snapshot rows of the window (profile, activity and review groups joined on user and as-of
-    time, plus ``churned`` where the as-of time is a label cutoff), at most ``max_rows`` of them,
-    chosen by a hash of the key so the sample is the same on every run.
+    """Snapshot rows of the window: one as-of time per user (drawn by a hash, so every run draws
+    the same), at most ``max_rows`` users; the profile, activity and review groups joined on
+    user and as-of time, plus ``churned`` where that as-of time is a label cutoff.
+
+    One row per user keeps the rows independent: a user seen at ten weekly snapshots would
+    otherwise count ten times and make every p-value look more certain than it is.
 
     Raises:
         MissingDataError: a feature group is missing.
@@ -165,16 +171,22 @@ def load_snapshots(
             joins.append(f"LEFT JOIN read_parquet('{label_path}') l USING (user_id, event_timestamp)")
         active = "AND events_30d > 0" if active_only else ""
         sql = f"""
-            WITH k AS (
-                SELECT user_id, event_timestamp FROM read_parquet('{paths["a"]}')
-                WHERE event_timestamp > ? AND event_timestamp <= ? {active}
-                ORDER BY hash(user_id, epoch_us(event_timestamp), ?::BIGINT), user_id, event_timestamp
-                LIMIT ?
+            WITH candidates AS (
+                SELECT user_id, event_timestamp,
+                       hash(user_id, epoch_us(event_timestamp), $seed::BIGINT) AS draw
+                FROM read_parquet('{paths["a"]}')
+                WHERE event_timestamp > $after AND event_timestamp <= $until {active}
+            ), k AS (
+                SELECT user_id, event_timestamp FROM candidates
+                QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY draw, event_timestamp) = 1
+                ORDER BY hash(user_id, $seed::BIGINT), user_id
+                LIMIT $max_rows
             )
             SELECT {", ".join(selects)} FROM k {" ".join(joins)}
             ORDER BY k.event_timestamp, k.user_id
         """
-        frame = con.sql(sql, params=[window.after, window.until, seed, max_rows]).to_arrow_table().to_pandas()
+        params = {"after": window.after, "until": window.until, "seed": seed, "max_rows": max_rows}
+        frame = con.sql(sql, params=params).to_arrow_table().to_pandas()
     logger.info("window %s: %d snapshot rows", window.name, len(frame))
     return frame
 

@@ -97,7 +97,11 @@ def test_same_distribution_is_not_flagged() -> None:
     assert summary["exit_code"] == 0
     assert summary["alerts"] == []
     assert summary["features"]["drifted"] == []
-    assert all(c["score"] < 0.1 for c in summary["features"]["columns"])
+    # 2,000 rows a side: KS and chi-square, Bonferroni over the report's 7 columns
+    columns = summary["features"]["columns"]
+    assert {c["method"] for c in columns} == {"ks", "chisquare"}
+    assert all(c["threshold"] == pytest.approx(0.05 / 7) for c in columns)
+    assert all(c["score"] > c["threshold"] for c in columns)
 
 
 def test_empty_current_window_is_a_clear_error() -> None:

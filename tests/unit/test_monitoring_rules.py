@@ -27,6 +27,7 @@ def test_training_window_runs_from_warmup_to_train_end() -> None:
     # as-of times in (after, until]: the first one included is start + 60 days, 2025-03-07
     assert window.after < datetime(2025, 3, 7, tzinfo=UTC) < window.after + timedelta(seconds=1)
     assert window.reviews_from == WORLD.start
+    assert window.describe() == "training: snapshots as of 2025-03-07 to 2025-04-30"
 
 
 def test_latest_window_is_the_newest_snapshot_with_thirty_days_of_reviews() -> None:
@@ -35,6 +36,7 @@ def test_latest_window_is_the_newest_snapshot_with_thirty_days_of_reviews() -> N
     assert window.after < LATEST
     assert LATEST - window.after < timedelta(seconds=1)
     assert window.reviews_from == datetime(2025, 6, 7, tzinfo=UTC)
+    assert window.describe() == "latest: the snapshot as of 2025-07-07"
 
 
 def test_drift_window_starts_at_drift_start() -> None:
@@ -62,10 +64,12 @@ def test_random_halves_keep_each_users_rows_together() -> None:
     assert sorted([*first["x"], *second["x"]]) == list(range(8))
 
 
-def test_small_samples_use_p_value_tests_and_large_ones_distances() -> None:
+def test_small_samples_use_corrected_p_value_tests_and_large_ones_distances() -> None:
     config = MonitoringConfig(monitoring_small_sample=1000)
     assert drift.choose_method(drift.NUMERICAL, 5000, 999, config) == ("ks", 0.05)
     assert drift.choose_method(drift.CATEGORICAL, 999, 5000, config) == ("chisquare", 0.05)
+    # Bonferroni: 0.05 over 10 tests
+    assert drift.choose_method(drift.NUMERICAL, 5000, 999, config, tests=10) == ("ks", pytest.approx(0.005))
     assert drift.choose_method(drift.NUMERICAL, 1000, 1000, config) == ("wasserstein", 0.1)
     assert drift.choose_method(drift.CATEGORICAL, 1000, 1000, config) == ("jensenshannon", 0.1)
 
