@@ -296,6 +296,8 @@ def read_latest_rows(
     last = np.ones(len(ranked), dtype=bool)
     last[:-1] = sorted_entity[1:] != sorted_entity[:-1]
     chosen = np.sort(ranked[last])
+    if len(chosen) == 0:
+        return parquet.schema_arrow.empty_table().select([join_key, *time_columns, *columns])
 
     group_rows = np.array([parquet.metadata.row_group(i).num_rows for i in range(parquet.num_row_groups)])
     group_end = np.cumsum(group_rows)

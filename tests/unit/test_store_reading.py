@@ -70,6 +70,21 @@ def test_window_bounds_are_inclusive_like_feast(tmp_path: Path) -> None:
     ]
 
 
+def test_a_window_without_rows_gives_an_empty_table(tmp_path: Path) -> None:
+    path = tmp_path / "g.parquet"
+    _write(path)
+    out = read_latest_rows(
+        path,
+        "user_id",
+        "event_timestamp",
+        None,
+        ["value"],
+        start=D + timedelta(days=30),
+        end=D + timedelta(days=40),
+    )
+    assert out.num_rows == 0 and out.column_names == ["user_id", "event_timestamp", "value"]
+
+
 def test_equal_compares_floats_to_1e6_vectors_elementwise_and_missing_values() -> None:
     assert _equal(0.1 + 0.2, 0.3)
     assert not _equal(1.0, 1.00001)
