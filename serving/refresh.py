@@ -7,9 +7,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from churnfs.errors import ServiceUnavailableError
 from churnfs.io import write_parquet_atomic
@@ -32,6 +35,17 @@ def push_sources_by_view(store: Any, layout: FeatureLayout) -> dict[str, str]:
         if source is not None and type(source).__name__ == "PushSource":
             out[view] = source.name
     return out
+
+
+def offline_row(frame: pd.DataFrame, group_file: Path) -> pa.Table:
+    """The recomputed row in the group file's exact schema (column order and types), without
+    pandas metadata, so DuckDB and Feast read the part like the batch job's file."""
+    table = pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
+    if group_file.exists():
+        schema = pq.read_schema(group_file).remove_metadata()
+        if set(schema.names) <= set(table.column_names):
+            table = table.select(schema.names).cast(schema)
+    return table
 
 
 def group_name(view: str) -> str:
@@ -86,7 +100,7 @@ def refresh_user(state: ServingState, user_id: int) -> dict[str, Any]:
         event_timestamp = pd.Timestamp(row["event_timestamp"]).to_pydatetime().astimezone(UTC)
         # Offline first: whatever happens to the push, the computed row is kept.
         path = refresh_part_path(offline_dir, view, user_id, event_timestamp)
-        write_parquet_atomic(frame, path)
+        write_parquet_atomic(offline_row(frame, offline_dir / f"{view}.parquet"), path)
         values = plain_features({name: row.get(name) for name in layout.views[view]})
         if state.offline is not None:
             state.offline.update(view, user_id, event_timestamp, values)
