@@ -184,6 +184,7 @@ def generate_world(
             shutil.rmtree(staging, ignore_errors=True)
 
     rates = target.groupby("event_timestamp")["churned"].mean()
+    oracle_auc = roc_auc(target["churned"].to_numpy(), oracle["churn_probability"].to_numpy())
     summary: dict[str, object] = {
         "users": users,
         "seed": seed,
@@ -195,9 +196,7 @@ def generate_world(
         "reviewers": f"{reviews['user_id'].nunique() / users:.1%} of users",
         "target rows": len(target),
         "churn rate per cutoff": f"{rates.min():.1%} .. {rates.max():.1%}",
-        "oracle ROC-AUC": round(
-            roc_auc(target["churned"].to_numpy(), oracle["churn_probability"].to_numpy()), 3
-        ),
+        "oracle ROC-AUC": "n/a" if np.isnan(oracle_auc) else round(oracle_auc, 3),
         "output": str(raw_dir),
         "seconds": round(time.perf_counter() - began, 1),
     }

@@ -28,7 +28,7 @@ from datagen.phrases import (
 )
 from datagen.population import Population, days_to_us
 
-REVIEWER_SHARE = 0.22  # share of all users who write at least one ordinary review
+REVIEWER_SHARE = 0.16  # share of all users who write at least one ordinary review
 REVIEWS_PER_USER = 0.6  # reviews per user, over all users, complaints included
 COMPLAINT_SHARE = 0.5  # share of declining users who write a review while their satisfaction falls
 N_PRODUCTS = 3000
