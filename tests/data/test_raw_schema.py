@@ -242,6 +242,7 @@ def test_labels_agree_with_later_cutoffs_and_later_events(
         zip(zip(target["user_id"], target["event_timestamp"], strict=True), target["churned"], strict=True)
     )
     last_event = clean_events.groupby("user_id")["event_timestamp"].max()
+    last_review = tables["review_table"].groupby("user_id")["review_timestamp"].max()
     last_cutoff = pd.Timestamp(spec.cutoffs()[-1])
     for (user, cutoff), churned in label.items():
         later = cutoff + step
@@ -251,6 +252,8 @@ def test_labels_agree_with_later_cutoffs_and_later_events(
             assert (user, cutoff + step * -(-horizon.days // step.days)) not in label
             if user in last_event.index:
                 assert last_event.loc[user] < cutoff + horizon
+            if user in last_review.index:
+                assert last_review.loc[user] < cutoff + horizon
         elif later <= last_cutoff:
             assert (user, later) in label  # stays the whole horizon, so still active 14 days on
 
