@@ -7,6 +7,7 @@ behind, never half a world.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -125,7 +126,9 @@ def generate_world(
             f"dirty fraction must be between 0 and {MAX_DIRTY_FRACTION}, got {dirty_fraction}"
         )
     raw_dir = Path(settings.raw_dir)
+    new_folders = [p for p in (raw_dir.parent, *raw_dir.parent.parents) if not p.exists()]
     staging = _make_staging_dir(raw_dir)
+    written = False
 
     began = time.perf_counter()
     spec = WorldSpec(users=users, seed=seed, drift=drift)
@@ -173,6 +176,7 @@ def generate_world(
             spec.save(staging)
             os.chmod(staging / WORLD_SPEC_FILE, 0o644)
             _swap_into_place(staging, raw_dir)
+            written = True
             progress.update(task, advance=1, description="done")
     except OSError as exc:
         raise InvalidInputError(
@@ -182,6 +186,10 @@ def generate_world(
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+        if not written:  # leave no empty DATA_DIR behind either
+            for folder in new_folders:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
 
     rates = target.groupby("event_timestamp")["churned"].mean()
     oracle_auc = roc_auc(target["churned"].to_numpy(), oracle["churn_probability"].to_numpy())

@@ -77,6 +77,18 @@ def test_a_failed_write_keeps_the_previous_world_whole(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]
 
 
+def test_a_failed_first_run_leaves_no_data_dir_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(datagen.generator.pq, "write_table", disk_full)
+    with pytest.raises(InvalidInputError, match="cannot write the raw world"):
+        generate_world(Settings(data_dir=tmp_path / "new" / "world"), users=50, seed=1, show_progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_out_of_range_arguments_are_rejected_before_anything_is_written(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "world")
     for kwargs, message in (
