@@ -8,11 +8,12 @@ BIN := $(VENV)/bin
 USERS ?= 100000
 SEED ?= 42
 DATA_DIR ?= data
-export DATA_DIR
+REDIS_CONNECTION_STRING ?= 127.0.0.1:6379
+export DATA_DIR REDIS_CONNECTION_STRING
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: help setup test lint format data features demo bench clean
+.PHONY: help setup test lint format data features apply materialize demo bench clean
 
 help: ## Show this help (the default target)
 	@echo "Usage: make TARGET [USERS=100000] [SEED=42] [DATA_DIR=data]"
@@ -44,11 +45,25 @@ format: setup ## Apply ruff's fixes and formatting
 data: setup ## Generate the raw world into DATA_DIR/raw (USERS, SEED)
 	$(BIN)/churnfs generate --users $(USERS) --seed $(SEED)
 
+features: setup ## Build the offline store (profile, activity, review, labels) from DATA_DIR/raw
+	$(BIN)/churnfs features
+
+apply: setup ## Register the Feast repository in DATA_DIR/registry.db (feast apply)
+	$(BIN)/feast apply
+
+materialize: setup ## Load Redis up to the world's end (feast materialize), then check it against the offline store
+	$(BIN)/feast materialize $$($(BIN)/churnfs materialize-window)
+	$(BIN)/churnfs check-consistency
+
 demo: data ## Run the product end to end at USERS users
-	@echo "demo: raw world ready under $(DATA_DIR)"
+	$(BIN)/churnfs features
+	$(BIN)/churnfs online-store up
+	$(BIN)/churnfs apply
+	$(BIN)/churnfs materialize
+	$(BIN)/churnfs check-consistency
 
 bench: setup ## Run the benchmarks and rewrite docs/benchmarks.md
 	$(BIN)/python -m bench
 
 clean: ## Remove DATA_DIR (the generated world) and caches
-	rm -rf "$(DATA_DIR)"/raw "$(DATA_DIR)"/offline_store "$(DATA_DIR)"/quarantine .pytest_cache .ruff_cache .mypy_cache
+	rm -rf "$(DATA_DIR)"/raw "$(DATA_DIR)"/offline_store "$(DATA_DIR)"/quarantine "$(DATA_DIR)"/registry.db "$(DATA_DIR)"/online_store .pytest_cache .ruff_cache .mypy_cache

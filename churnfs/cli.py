@@ -109,3 +109,8 @@ def features(
 
     summary = build_features(_settings(data_dir))
     print_summary("offline store", summary)
+
+
+from churnfs.store.commands import register as register_store_commands  # noqa: E402
+
+register_store_commands(app, _clean_errors)

@@ -18,11 +18,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from churnfs.errors import InvalidInputError, MissingDataError
-from churnfs.io import write_parquet_atomic
+from churnfs.io import atomic_path, write_parquet_atomic
 from churnfs.settings import Settings
 from churnfs.world import load_world_spec
 from transformations.activity import build_activity_features
@@ -109,10 +110,6 @@ def users_frame(users: pa.Table) -> pd.DataFrame:
     return users.select(["user_id", "signup_date"]).to_pandas()
 
 
-class ReviewGroupUnavailable(MissingDataError):
-    """The NLP review group's module (``transformations.reviews``) is not installed."""
-
-
 def review_group_features(
     reviews: pa.Table,
     users: pa.Table,
@@ -120,27 +117,32 @@ def review_group_features(
     settings: Settings,
     show_progress: bool,
 ) -> pa.Table:
-    """Run the NLP group (``transformations.reviews``) on clean reviews; Arrow out, ordered like the
-    other groups. Raises ``ReviewGroupUnavailable`` when that module is not installed."""
-    try:
-        from transformations.reviews import build_review_features
-    except ModuleNotFoundError as exc:
-        if exc.name != "transformations.reviews":
-            raise
-        raise ReviewGroupUnavailable(
-            "the review feature group is not available (module transformations.reviews is missing); "
-            "build the other groups with groups=profile,activity,labels"
-        ) from exc
+    """Run the NLP group (``transformations.reviews``) on clean reviews; Arrow out."""
+    from transformations.reviews import build_review_features  # loads torch: only when needed
+
     frame = build_review_features(
         reviews.to_pandas(), users_frame(users), as_of_times, settings, show_progress=show_progress
     )
     table = pa.Table.from_pandas(frame, preserve_index=False)
-    table = table.set_column(
+    return table.set_column(
         table.schema.get_field_index("event_timestamp"),
         "event_timestamp",
         table.column("event_timestamp").cast(UTC_US),
     )
-    return table.sort_by([("user_id", "ascending"), ("event_timestamp", "ascending")])
+
+
+def write_offline_group(table: pa.Table, path: Path) -> None:
+    """Write one group's snapshots sorted by (``event_timestamp``, ``user_id``), one row group per
+    as-of time, so that materialization reads only the last snapshot's row groups; pandas schema
+    metadata is dropped (it makes list columns unreadable for some readers)."""
+    table = table.sort_by([("event_timestamp", "ascending"), ("user_id", "ascending")])
+    table = table.replace_schema_metadata(None)
+    counts = pc.value_counts(table.column("event_timestamp")).field("counts").to_numpy()
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, table.schema, compression="zstd") as writer:
+        offset = 0
+        for count in counts:  # value_counts keeps first-seen order: the sorted as-of order
+            writer.write_table(table.slice(offset, int(count)), row_group_size=int(count))
+            offset += int(count)
 
 
 class _Steps:
@@ -210,7 +212,7 @@ def build_features(
 
     def write_group(group: str, table: pa.Table) -> None:
         name = FEATURE_VIEWS[group]
-        write_parquet_atomic(
+        write_offline_group(
             with_created_timestamp(table, created), settings.offline_store_dir / f"{name}.parquet"
         )
         summary[f"rows {name}"] = table.num_rows
@@ -242,17 +244,10 @@ def build_features(
                 reviews = validated(
                     "review_table", lambda t: quarantine_reviews(t, users, spec.start, spec.end)
                 )
-            with steps.step("review features"):
-                try:
-                    with steps.paused():
-                        table = review_group_features(reviews, users, as_of_times, settings, show_progress)
-                except ReviewGroupUnavailable as exc:
-                    if groups is not None:
-                        raise
-                    logger.error("review group skipped: %s", exc)
-                    summary["rows user_review_features"] = "skipped (transformations.reviews missing)"
-                else:
-                    write_group("review", table)
+            with steps.step("review features"), steps.paused():
+                write_group(
+                    "review", review_group_features(reviews, users, as_of_times, settings, show_progress)
+                )
         with steps.step("quarantine: write"):
             for table_name, split in quarantine.items():
                 write_parquet_atomic(split.quarantined, settings.quarantine_dir / f"{table_name}.parquet")

@@ -37,7 +37,18 @@ def hand_world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, dict
 
 
 def read(settings: Settings, name: str) -> pd.DataFrame:
-    return pd.read_parquet(settings.offline_store_dir / f"{name}.parquet")
+    """A group's rows in (user_id, event_timestamp) order (the file is in as-of time order)."""
+    frame = pd.read_parquet(settings.offline_store_dir / f"{name}.parquet")
+    return frame.sort_values(["user_id", "event_timestamp"], ignore_index=True)
+
+
+def test_group_files_are_in_as_of_order_one_row_group_per_as_of_time(hand_world):
+    settings, summary, _ = hand_world
+    meta = pq.ParquetFile(settings.offline_store_dir / "user_activity_features.parquet").metadata
+    frame = pd.read_parquet(settings.offline_store_dir / "user_activity_features.parquet")
+    keys = list(zip(frame["event_timestamp"], frame["user_id"], strict=True))
+    assert keys == sorted(keys)
+    assert meta.num_row_groups == frame["event_timestamp"].nunique() == summary["as-of times"]
 
 
 def test_job_writes_one_row_per_user_and_as_of_time(hand_world):
