@@ -7,7 +7,9 @@ name (say an E5-small folder), so a team can swap models without code changes.
 ``settings.embedding_backend`` picks how it runs:
 
 - ``torch``: the model's own PyTorch ``encode`` in fp32 (the reference).
-- ``onnx``: the same weights exported locally to ONNX (optimum) and run by ONNX Runtime.
+- ``onnx``: the same weights exported locally to ONNX (optimum, once) and run by ONNX Runtime
+  with the fast tokenizer and mean pooling in numpy (``OnnxMeanPoolingModel``), so a run that
+  only has a few new texts never imports torch or sentence-transformers.
 - ``onnx-int8``: that ONNX graph with dynamically quantised int8 weights (see
   ``INT8_EXCLUDED_SUFFIXES`` for the layers kept in fp32 so every embedding stays within cosine
   0.99 of the fp32 reference).
@@ -110,6 +112,8 @@ def resolve_device(device: str) -> str:
         raise InvalidInputError(f"EMBEDDING_DEVICE must be auto, cpu or cuda, not {device!r}")
     if device != "auto":
         return device
+    if not Path("/dev/nvidiactl").exists() and not os.environ.get("CUDA_VISIBLE_DEVICES"):
+        return "cpu"  # no NVIDIA driver: skip importing torch (seconds) just to learn that
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -156,12 +160,13 @@ def _load_encoder(
 ) -> Encoder:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    from sentence_transformers import SentenceTransformer
-
     source = resolve_model_source(model_name)
     started = time.perf_counter()
+    model: Any
     try:
         if backend == "torch":
+            from sentence_transformers import SentenceTransformer
+
             if device == "cpu":
                 import torch
 
@@ -172,16 +177,22 @@ def _load_encoder(
             file_name = INT8_FILE if backend == "onnx-int8" else "model.onnx"
             if backend == "onnx-int8":
                 quantize_int8(folder)
-            model = SentenceTransformer(
-                str(folder),
-                device="cpu",
-                backend="onnx",
-                model_kwargs={
-                    "file_name": f"onnx/{file_name}",
-                    "provider": "CPUExecutionProvider",
-                    "session_options": _session_options(threads),
-                },
-            )
+            direct = OnnxMeanPoolingModel.load(folder, file_name, threads)
+            if direct is not None:
+                model = direct
+            else:
+                from sentence_transformers import SentenceTransformer
+
+                model = SentenceTransformer(
+                    str(folder),
+                    device="cpu",
+                    backend="onnx",
+                    model_kwargs={
+                        "file_name": f"onnx/{file_name}",
+                        "provider": "CPUExecutionProvider",
+                        "session_options": _session_options(threads),
+                    },
+                )
     except OSError as exc:
         raise MissingDataError(
             f"cannot load embedding model {model_name!r} ({exc}); set EMBEDDING_MODEL to a local "
@@ -195,6 +206,88 @@ def _load_encoder(
         time.perf_counter() - started,
     )
     return Encoder(model=model, model_name=model_name, backend=backend, device=device, batch_size=batch_size)
+
+
+class OnnxMeanPoolingModel:
+    """A sentence-transformers folder exported to ONNX, run with ONNX Runtime and the fast
+    tokenizer directly: tokenise, run the graph, mean-pool over the attention mask, normalise.
+
+    Same arithmetic as ``SentenceTransformer(..., backend="onnx").encode``, without importing
+    sentence-transformers, transformers and torch (tens of seconds of start-up that dominated a
+    re-run). Only for models whose pooling is a plain mean without prompts; others go through
+    sentence-transformers."""
+
+    def __init__(self, session: Any, tokenizer: Any, dimension: int) -> None:
+        self._session = session
+        self._tokenizer = tokenizer
+        self._dimension = dimension
+        self._inputs = {i.name for i in session.get_inputs()}
+        outputs = [o.name for o in session.get_outputs()]
+        self._output = "last_hidden_state" if "last_hidden_state" in outputs else outputs[0]
+
+    @classmethod
+    def load(cls, folder: Path, file_name: str, threads: int) -> OnnxMeanPoolingModel | None:
+        """The runner for ``folder/onnx/file_name``, or None when the model needs more than this."""
+        import json
+
+        pooling_file = folder / "1_Pooling" / "config.json"
+        tokenizer_file = folder / "tokenizer.json"
+        if not (pooling_file.exists() and tokenizer_file.exists()):
+            return None
+        pooling = json.loads(pooling_file.read_text(encoding="utf-8"))
+        mean = pooling.get("pooling_mode") == "mean" or (
+            pooling.get("pooling_mode_mean_tokens") is True
+            and not any(
+                v is True for k, v in pooling.items() if k.startswith("pooling_mode_") and "mean" not in k
+            )
+        )
+        config_file = folder / "config_sentence_transformers.json"
+        config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.exists() else {}
+        if not mean or config.get("default_prompt_name") or not pooling.get("include_prompt", True):
+            return None
+        dimension = pooling.get("embedding_dimension") or pooling.get("word_embedding_dimension")
+        if not dimension:
+            return None
+
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        tokenizer_config_file = folder / "tokenizer_config.json"
+        tokenizer_config = (
+            json.loads(tokenizer_config_file.read_text(encoding="utf-8"))
+            if tokenizer_config_file.exists()
+            else {}
+        )
+        max_length = int(min(tokenizer_config.get("model_max_length", 512), 512))
+        tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        tokenizer.enable_truncation(max_length=max_length)
+        padding = tokenizer.padding or {}
+        tokenizer.enable_padding(pad_id=padding.get("pad_id", 0), pad_token=padding.get("pad_token", "[PAD]"))
+        session = ort.InferenceSession(
+            str(folder / "onnx" / file_name), _session_options(threads), providers=["CPUExecutionProvider"]
+        )
+        return cls(session, tokenizer, int(dimension))
+
+    def get_sentence_embedding_dimension(self) -> int:
+        return self._dimension
+
+    def encode(self, texts: list[str], batch_size: int = 32, **_: Any) -> np.ndarray:
+        """L2-normalised mean-pooled embeddings; batches are length-sorted to cut padding."""
+        out = np.empty((len(texts), self._dimension), dtype=np.float32)
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        for begin in range(0, len(texts), batch_size):
+            idx = order[begin : begin + batch_size]
+            encoded = self._tokenizer.encode_batch([texts[i] for i in idx])
+            ids = np.asarray([e.ids for e in encoded], dtype=np.int64)
+            mask = np.asarray([e.attention_mask for e in encoded], dtype=np.int64)
+            feed = {"input_ids": ids, "attention_mask": mask}
+            if "token_type_ids" in self._inputs:
+                feed["token_type_ids"] = np.zeros_like(ids)
+            hidden = self._session.run([self._output], feed)[0]
+            weights = mask[..., None].astype(np.float32)
+            pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+            out[idx] = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        return out
 
 
 def _session_options(threads: int) -> Any:
