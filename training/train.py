@@ -301,6 +301,7 @@ def train_models(
     show_progress: bool = True,
     models: Sequence[str] | None = None,
     max_rounds: int = MAX_ROUNDS,
+    training_set: TrainingSet | None = None,
 ) -> dict[str, object]:
     """Build the point-in-time training set, fit and evaluate the models, log them to MLflow and
     register the best (validation PR-AUC) as ``churn-model@champion``.
@@ -308,6 +309,8 @@ def train_models(
     Args:
         models: model kinds to fit (default: all four, ``training.estimators.MODEL_KINDS``).
         max_rounds: boosting rounds at most (early stopping usually ends sooner).
+        training_set: a training set built earlier for this world (``build_training_set``), reused
+            as is; by default it is built here.
 
     Returns:
         A summary: rows, per-model and oracle metrics, the best model and its registered version.
@@ -320,9 +323,10 @@ def train_models(
     train_cutoffs, valid_cutoffs = world.train_cutoffs(), world.validation_cutoffs()
     check_time_split(train_cutoffs, valid_cutoffs, world.label_horizon_days)
     store = get_store(settings, check_online=False)
-    training_set = build_training_set(
-        store, settings.raw_dir, [*train_cutoffs, *valid_cutoffs], FEATURE_SERVICE, show_progress
-    )
+    if training_set is None:
+        training_set = build_training_set(
+            store, settings.raw_dir, [*train_cutoffs, *valid_cutoffs], FEATURE_SERVICE, show_progress
+        )
     oracle = load_oracle(settings.raw_dir)
     with tempfile.TemporaryDirectory(prefix="churn-models-") as workdir:
         evaluation = fit_and_evaluate(
