@@ -84,6 +84,9 @@ def generate(
     users: Annotated[str, typer.Option(envvar="USERS", help="Number of users (> 0).")] = "100000",
     seed: Annotated[str, typer.Option(envvar="SEED", help="Random seed (integer).")] = "42",
     drift: Annotated[bool, typer.Option("--drift/--no-drift", help="Plant drift in the last weeks.")] = True,
+    dirty_fraction: Annotated[
+        float, typer.Option("--dirty-fraction", min=0.0, max=0.05, help="Share of unusable event rows.")
+    ] = 0.0005,
     data_dir: DataDirOption = None,
 ) -> None:
     """Generate the synthetic raw world under DATA_DIR/raw/."""
@@ -95,6 +98,7 @@ def generate(
         users=parse_positive_int("USERS", users),
         seed=parse_positive_int("SEED", seed, allow_zero=True),
         drift=drift,
+        dirty_fraction=dirty_fraction,
     )
     print_summary("raw world", summary)
 

@@ -210,7 +210,8 @@ def test_review_truth_has_one_row_per_review_with_known_aspects_and_tones(
     tables: dict[str, pd.DataFrame],
 ) -> None:
     truth = tables["_reviews_truth"]
-    assert truth["review_id"].tolist() == tables["review_table"]["review_id"].tolist()
+    assert sorted(truth["review_id"]) == sorted(tables["review_table"]["review_id"])
+    assert truth["review_id"].is_unique
     assert set(truth["aspect"]) == {"delivery", "price", "quality", "support", "app", "returns"}
     assert set(truth["tone"]) == {"negative", "neutral", "positive"}
 
