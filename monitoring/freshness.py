@@ -57,7 +57,7 @@ def check_freshness(settings: Settings, user_ids: Sequence[int], now: datetime) 
         return {"available": False, "note": f"no feature views in {settings.registry_path}: run `make apply`"}
     rows = [{ENTITY_KEY: int(u)} for u in user_ids]
     out = []
-    for view in sorted(views, key=lambda v: v.name):
+    for view in sorted((v for v in views if v.online), key=lambda v: v.name):
         ttl = view.ttl if isinstance(view.ttl, timedelta) else None
         materialized = getattr(view, "most_recent_end_time", None)
         entry: dict[str, Any] = {

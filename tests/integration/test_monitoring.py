@@ -1,0 +1,203 @@
+"""Monitoring on the small generated world: the planted drift of its last four weeks is found
+and named, two random halves of one period are not flagged, and bad inputs give one clear
+error.
+
+The monitored world links the shared small world's raw tables and offline store into its own
+DATA_DIR, so the prediction log and reports written here touch no other test's files.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from churnfs.errors import MissingDataError, SchemaError
+from churnfs.settings import Settings
+from churnfs.world import load_world_spec
+from monitoring import DRIFT_EXIT_CODE, run_monitoring
+from monitoring.config import MonitoringConfig
+from monitoring.job import WindowData, compare_windows
+from monitoring.windows import ACTIVITY_FILE, load_reviews, load_snapshots, resolve_window, split_by_user
+
+pytestmark = pytest.mark.integration
+
+UNMOVED = ("age", "gender", "country", "income", "premium")
+"""Profile features the generator's drift does not touch."""
+
+
+def linked_world(source: Settings, root: Path, *, with_offline_store: bool = True) -> Settings:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "raw").symlink_to(source.raw_dir)
+    if with_offline_store:
+        (root / "offline_store").symlink_to(source.offline_store_dir)
+    return Settings(data_dir=root)
+
+
+def write_standin_prediction_log(settings: Settings) -> int:
+    """A prediction log in the documented format for the newest snapshot's active users.
+
+    STAND-IN SCORES: no trained model is involved. Each 'churn_probability' is a fixed logistic
+    function of the user's activity features, so the log has the right shape and plausible
+    values; the test of real model scores is the one on ``trained_world``."""
+    activity = pd.read_parquet(settings.offline_store_dir / ACTIVITY_FILE)
+    latest = activity[
+        (activity["event_timestamp"] == activity["event_timestamp"].max()) & (activity["events_30d"] > 0)
+    ]
+    score = 1 / (1 + np.exp(-(0.05 * latest["last_active_days"] - 0.1 * latest["events_30d"] + 1.0)))
+    now = datetime.now(UTC)
+    lines = [
+        json.dumps(
+            {
+                "logged_at": now.isoformat(),
+                "request_id": "standin",
+                "user_id": int(user),
+                "model_name": "churn-model",
+                "model_version": "standin",
+                "feature_service": "churn_model_v1",
+                "source": "offline",
+                "churn_probability": float(p),
+                "risk_band": "high" if p > 0.5 else "low",
+                "features": {},
+            }
+        )
+        for user, p in zip(latest["user_id"], score, strict=True)
+    ]
+    settings.prediction_log_dir.mkdir(parents=True, exist_ok=True)
+    (settings.prediction_log_dir / f"predictions-{now:%Y-%m-%d}.jsonl").write_text("\n".join(lines) + "\n")
+    return len(lines)
+
+
+@pytest.fixture(scope="module")
+def monitored_world(feature_world: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    settings = linked_world(feature_world, tmp_path_factory.mktemp("monitoring") / "world")
+    write_standin_prediction_log(settings)
+    return settings
+
+
+@pytest.fixture(scope="module")
+def drift_run(monitored_world: Settings) -> Any:
+    return run_monitoring(monitored_world, show_progress=False)
+
+
+def test_planted_device_mix_and_review_sentiment_drift_is_detected_and_named(drift_run: Any) -> None:
+    summary = drift_run.summary
+    assert drift_run.exit_code == DRIFT_EXIT_CODE
+    columns = {c["column"]: c for c in summary["features"]["columns"]}
+    # The new Android app lifts the mobile share of the last 30 days' events.
+    assert "mobile_share_30d" in summary["features"]["drifted"]
+    assert columns["mobile_share_30d"]["current_mean"] > columns["mobile_share_30d"]["reference_mean"] + 0.05
+    assert any("mobile_share_30d" in alert for alert in summary["alerts"])
+    # The delivery problem sours the reviews written in the drift period: the recent reviewers'
+    # features, the review texts and their embeddings.
+    assert "recent_sentiment" in summary["features"]["drifted"]
+    assert columns["recent_sentiment"]["current_mean"] < columns["recent_sentiment"]["reference_mean"]
+    reviews = summary["reviews"]
+    assert reviews["embedding"]["drifted"]
+    sentiment = {d["column"]: d for d in reviews["descriptors"]}["review_sentiment"]
+    assert sentiment["drifted"]
+    assert reviews["current_sentiment"]["mean"] < reviews["reference_sentiment"]["mean"] - 0.2
+    assert (
+        reviews["current_sentiment"]["negative_share"]
+        > reviews["reference_sentiment"]["negative_share"] + 0.15
+    )
+    # ... and features the drift does not touch are not named.
+    for feature in UNMOVED:
+        assert not columns[feature]["drifted"], feature
+
+
+def test_monitoring_writes_the_html_page_and_the_json_summary(
+    drift_run: Any, monitored_world: Settings
+) -> None:
+    assert drift_run.html_path.parent == monitored_world.reports_dir
+    assert drift_run.html_path.name.startswith("monitoring-") and drift_run.html_path.suffix == ".html"
+    page = drift_run.html_path.read_text(encoding="utf-8")
+    assert "mobile_share_30d" in page and "review_sentiment" in page
+    written = json.loads(drift_run.json_path.read_text(encoding="utf-8"))
+    assert written["exit_code"] == DRIFT_EXIT_CODE
+    assert written["features"]["drifted"] == drift_run.summary["features"]["drifted"]
+    assert written["prediction_log"]["users"] > 0
+
+
+def test_two_random_halves_of_the_training_period_are_not_flagged(monitored_world: Settings) -> None:
+    config = MonitoringConfig()
+    world = load_world_spec(monitored_world.raw_dir)
+    window = resolve_window("training", world, world.end, config.monitoring_warmup_days)
+    snapshots = load_snapshots(
+        monitored_world.offline_store_dir,
+        window,
+        max_rows=config.monitoring_max_rows,
+        seed=0,
+        active_only=True,
+    )
+    reviews = load_reviews(monitored_world.raw_dir, window, max_rows=config.monitoring_max_reviews, seed=0)
+    first, second = split_by_user(snapshots, seed=5)
+    rng = np.random.default_rng(5)
+    in_first = rng.random(len(reviews)) < 0.5
+    summary, _ = compare_windows(
+        WindowData("first half", first, reviews[in_first].reset_index(drop=True)),
+        WindowData("second half", second, reviews[~in_first].reset_index(drop=True)),
+        config,
+    )
+    assert summary["exit_code"] == 0, summary["alerts"]
+    assert summary["features"]["drifted"] == []
+    assert summary["features"]["calendar_drifted"] == []
+    assert not any(d["drifted"] for d in summary["reviews"]["descriptors"])
+    assert len(first) > 1000 and len(second) > 1000
+
+
+def test_missing_prediction_log_is_one_clear_error(feature_world: Settings, tmp_path: Path) -> None:
+    settings = linked_world(feature_world, tmp_path / "world")
+    with pytest.raises(MissingDataError, match=r"no prediction log under .*serve the model"):
+        run_monitoring(settings, show_progress=False)
+
+
+def test_empty_current_window_is_one_clear_error(monitored_world: Settings) -> None:
+    with pytest.raises(MissingDataError, match=r"current window .* holds no snapshot rows"):
+        run_monitoring(monitored_world, current="2030-01-01..2030-02-01", show_progress=False)
+
+
+def test_offline_store_without_a_needed_column_is_one_clear_error(
+    feature_world: Settings, tmp_path: Path
+) -> None:
+    settings = linked_world(feature_world, tmp_path / "world", with_offline_store=False)
+    settings.offline_store_dir.mkdir()
+    for path in feature_world.offline_store_dir.glob("*.parquet"):
+        shutil.copy(path, settings.offline_store_dir / path.name)
+    activity = pq.read_table(settings.offline_store_dir / ACTIVITY_FILE)
+    pq.write_table(activity.drop_columns(["events_30d"]), settings.offline_store_dir / ACTIVITY_FILE)
+    with pytest.raises(SchemaError, match="lacks column events_30d"):
+        run_monitoring(settings, show_progress=False)
+
+
+def test_freshness_reads_the_online_store_against_each_views_ttl(
+    feast_world: Settings, tmp_path: Path
+) -> None:
+    from monitoring.freshness import check_freshness
+
+    world = load_world_spec(feast_world.raw_dir)
+    latest = resolve_window("latest", world, world.end)
+    snapshots = load_snapshots(feast_world.offline_store_dir, latest, max_rows=50, seed=0, active_only=True)
+    freshness = check_freshness(feast_world, snapshots["user_id"].tolist(), world.end)
+    assert freshness["available"], freshness.get("note")
+    views = {v["feature_view"]: v for v in freshness["views"]}
+    assert set(views) == {"user_activity_features", "user_profile_features", "user_review_features"}
+    for view in views.values():
+        # materialized up to the world's end: every looked-up user has a value, the newest
+        # from one of the last snapshots (weekly), far inside every view's TTL
+        assert view["users_found"] == view["users_looked_up"] == len(snapshots), view
+        assert 0.0 <= view["age_hours"] <= 7 * 24, view
+        assert view["stale"] is False
+
+    missing = check_freshness(linked_world(feast_world, tmp_path / "world"), [1], world.end)
+    assert missing == {
+        "available": False,
+        "note": f"no Feast registry at {tmp_path / 'world' / 'registry.db'}: run `make apply`",
+    }
