@@ -13,7 +13,7 @@ export DATA_DIR REDIS_CONNECTION_STRING
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: help setup test lint format data features apply materialize demo bench clean
+.PHONY: help setup test lint format data features apply materialize monitor demo bench clean
 
 help: ## Show this help (the default target)
 	@echo "Usage: make TARGET [USERS=100000] [SEED=42] [DATA_DIR=data]"
@@ -36,7 +36,7 @@ test: setup ## Run the whole test suite (starts a private Redis when none answer
 lint: setup ## ruff check, ruff format --check and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy churnfs datagen transformations
+	$(BIN)/mypy churnfs datagen transformations training serving monitoring
 
 format: setup ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
@@ -54,6 +54,9 @@ apply: setup ## Register the Feast repository in DATA_DIR/registry.db (feast app
 materialize: setup ## Load Redis up to the world's end (feast materialize), then check it against the offline store
 	$(BIN)/feast materialize $$($(BIN)/churnfs materialize-window)
 	$(BIN)/churnfs check-consistency
+
+monitor: setup ## Drift report: training period vs latest snapshots and the prediction log (exit 3 on drift)
+	$(BIN)/churnfs monitor
 
 demo: data ## Run the product end to end at USERS users
 	$(BIN)/churnfs features

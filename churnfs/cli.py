@@ -115,6 +115,23 @@ def features(
     print_summary("offline store", summary)
 
 
+@app.command()
+@_clean_errors
+def monitor(
+    reference: Annotated[
+        str, typer.Option(help="Reference window: training, latest, drift or YYYY-MM-DD..YYYY-MM-DD.")
+    ] = "training",
+    current: Annotated[str, typer.Option(help="Current window (same choices).")] = "latest",
+    data_dir: DataDirOption = None,
+) -> None:
+    """Compare the training period with the latest snapshots and the prediction log; exit 3 on drift."""
+    from monitoring import render_summary_table, run_monitoring
+
+    result = run_monitoring(_settings(data_dir), reference=reference, current=current)
+    console.print(render_summary_table(result.summary))
+    raise typer.Exit(code=result.exit_code)
+
+
 from churnfs.store.commands import register as register_store_commands  # noqa: E402
 
 register_store_commands(app, _clean_errors)

@@ -54,8 +54,18 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     predict_batch_limit: int = Field(default=1000, ge=1)
 
-    # Monitoring
-    drift_share_threshold: float = Field(default=0.3, gt=0, le=1)
+    # Monitoring (every other rule has its documented default in monitoring/config.py)
+    drift_share_threshold: float = Field(
+        default=0.3, gt=0, le=1, description="Alert when this share of monitored features drifts."
+    )
+    monitoring_key_features: list[str] = Field(
+        default=["mobile_share_30d", "recent_sentiment", "events_30d", "last_active_days"],
+        description="Alert when any one of these drifts.",
+    )
+    monitoring_p_value: float = Field(default=0.05, gt=0, lt=1, description="Small-sample test level.")
+    monitoring_numerical_threshold: float = Field(default=0.1, gt=0, description="Wasserstein (normed).")
+    monitoring_categorical_threshold: float = Field(default=0.1, gt=0, description="Jensen-Shannon.")
+    monitoring_embedding_auc_threshold: float = Field(default=0.55, gt=0.5, le=1)
 
     @property
     def raw_dir(self) -> Path:
