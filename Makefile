@@ -13,7 +13,7 @@ export DATA_DIR REDIS_CONNECTION_STRING
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: help setup test lint format data features apply materialize monitor demo bench clean
+.PHONY: help setup test lint format data features apply materialize serve monitor demo bench clean
 
 help: ## Show this help (the default target)
 	@echo "Usage: make TARGET [USERS=100000] [SEED=42] [DATA_DIR=data]"
@@ -54,6 +54,9 @@ apply: setup ## Register the Feast repository in DATA_DIR/registry.db (feast app
 materialize: setup ## Load Redis up to the world's end (feast materialize), then check it against the offline store
 	$(BIN)/feast materialize $$($(BIN)/churnfs materialize-window)
 	$(BIN)/churnfs check-consistency
+
+serve: setup ## Serve features and predictions over HTTP on HOST:PORT (default 127.0.0.1:8000)
+	$(BIN)/churnfs serve
 
 monitor: setup ## Drift report: training period vs latest snapshots and the prediction log (exit 3 on drift)
 	$(BIN)/churnfs monitor

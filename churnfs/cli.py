@@ -132,6 +132,20 @@ def monitor(
     raise typer.Exit(code=result.exit_code)
 
 
+@app.command()
+@_clean_errors
+def serve(data_dir: DataDirOption = None) -> None:
+    """Serve features and predictions over HTTP (uvicorn on HOST:PORT)."""
+    import uvicorn
+
+    from serving.app import create_app
+
+    settings = _settings(data_dir)
+    uvicorn.run(
+        create_app(settings), host=settings.host, port=settings.port, log_config=None, access_log=False
+    )
+
+
 from churnfs.store.commands import register as register_store_commands  # noqa: E402
 
 register_store_commands(app, _clean_errors)

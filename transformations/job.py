@@ -123,7 +123,8 @@ def review_group_features(
     frame = build_review_features(
         reviews.to_pandas(), users_frame(users), as_of_times, settings, show_progress=show_progress
     )
-    table = pa.Table.from_pandas(frame, preserve_index=False)
+    # drop pandas' schema metadata: its ArrowDtype names make list columns unreadable by to_pandas
+    table = pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
     return table.set_column(
         table.schema.get_field_index("event_timestamp"),
         "event_timestamp",

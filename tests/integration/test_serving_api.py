@@ -31,12 +31,6 @@ from tests.integration.test_serving_support import API_KEY, ServedWorld, free_po
 pytestmark = pytest.mark.integration
 
 UNKNOWN = 10**9
-RECOMPUTE_BUG = pytest.mark.xfail(
-    reason="transformations.refresh.recompute_user fails on the review group: its frame's pandas metadata "
-    "names the dtype 'list<item: float>[pyarrow]', which pandas cannot parse back (to_pandas raises "
-    "TypeError); the refresh then answers a JSON 500. Remove this mark once recompute_user is fixed.",
-    strict=False,
-)
 BATCH_LIMIT = 50
 FUZZ_EXAMPLES = 25
 
@@ -268,7 +262,6 @@ def test_refresh_needs_the_api_key(client: TestClient, served: ServedWorld) -> N
     assert client.post(f"/refresh/{UNKNOWN}", headers={"X-API-Key": API_KEY}).status_code == 404
 
 
-@RECOMPUTE_BUG
 def test_refresh_recomputes_pushes_online_and_appends_offline(
     client: TestClient, served: ServedWorld
 ) -> None:
@@ -364,7 +357,7 @@ OPERATIONS = [
     ("GET", "/features/{user_id}"),
     ("POST", "/predict/{user_id}"),
     ("POST", "/predict"),
-    pytest.param("POST", "/refresh/{user_id}", marks=RECOMPUTE_BUG),
+    ("POST", "/refresh/{user_id}"),
     ("GET", "/metrics"),
 ]
 
