@@ -44,7 +44,11 @@ class Settings(BaseSettings):
         default="all-MiniLM-L6-v2",
         description="'all-MiniLM-L6-v2' (packaged offline) or a path / sentence-transformers name.",
     )
-    embedding_backend: str = Field(default="onnx-int8", description="'torch', 'onnx' or 'onnx-int8'.")
+    embedding_backend: str = Field(
+        default="onnx",
+        description="'torch', 'onnx' (default: fp32 through ONNX Runtime, within cosine 0.99 of torch) "
+        "or 'onnx-int8' (about 1.6x faster on CPU, but min cosine 0.97 on this model: fails the bar).",
+    )
     embedding_batch_size: int = Field(default=64, ge=1)
     embedding_threads: int = Field(default=0, ge=0, description="0 means all cores.")
     embedding_device: str = Field(default="auto", description="'auto', 'cpu' or 'cuda'.")
