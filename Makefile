@@ -13,7 +13,7 @@ export DATA_DIR REDIS_CONNECTION_STRING
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: help setup test lint format data features apply materialize serve monitor demo bench clean
+.PHONY: help setup test lint format data features apply materialize train serve monitor demo bench clean
 
 help: ## Show this help (the default target)
 	@echo "Usage: make TARGET [USERS=100000] [SEED=42] [DATA_DIR=data]"
@@ -55,6 +55,9 @@ materialize: setup ## Load Redis up to the world's end (feast materialize), then
 	$(BIN)/feast materialize $$($(BIN)/churnfs materialize-window)
 	$(BIN)/churnfs check-consistency
 
+train: setup ## Train four churn models on point-in-time features; register churn-model@champion in MLflow
+	$(BIN)/churnfs train
+
 serve: setup ## Serve features and predictions over HTTP on HOST:PORT (default 127.0.0.1:8000)
 	$(BIN)/churnfs serve
 
@@ -67,6 +70,13 @@ demo: data ## Run the product end to end at USERS users
 	$(BIN)/churnfs apply
 	$(BIN)/churnfs materialize
 	$(BIN)/churnfs check-consistency
+	$(BIN)/churnfs train
+	$(BIN)/churnfs smoke
+	$(BIN)/churnfs monitor || test $$? -eq 3
+	$(BIN)/churnfs online-store down
+	@echo "demo done: world in $(DATA_DIR) (raw/, offline_store/, registry.db), MLflow in $(DATA_DIR)/mlflow.db,"
+	@echo "  drift reports in $(DATA_DIR)/reports/, prediction log in $(DATA_DIR)/predictions/."
+	@echo "  Next: make serve (API on http://127.0.0.1:8000/docs), mlflow ui --backend-store-uri sqlite:///$(DATA_DIR)/mlflow.db"
 
 bench: setup ## Run the benchmarks and rewrite docs/benchmarks.md
 	$(BIN)/python -m bench

@@ -117,6 +117,22 @@ def features(
 
 @app.command()
 @_clean_errors
+def train(
+    models: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated: logistic_regression,lightgbm,xgboost,catboost (default all)."),
+    ] = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Train the churn models on point-in-time features; register the best as churn-model@champion."""
+    from training.train import summary_rows, train_models
+
+    summary = train_models(_settings(data_dir), models=models.split(",") if models else None)
+    print_summary("training", summary_rows(summary))
+
+
+@app.command()
+@_clean_errors
 def monitor(
     reference: Annotated[
         str, typer.Option(help="Reference window: training, latest, drift or YYYY-MM-DD..YYYY-MM-DD.")
@@ -144,6 +160,28 @@ def serve(data_dir: DataDirOption = None) -> None:
     uvicorn.run(
         create_app(settings), host=settings.host, port=settings.port, log_config=None, access_log=False
     )
+
+
+@app.command()
+@_clean_errors
+def smoke(
+    users: Annotated[int, typer.Option(min=1, max=100, help="How many users to score.")] = 5,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Start the service on a free port, score a few users over HTTP, stop it (the demo's step)."""
+    from serving.smoke import run_smoke
+
+    result = run_smoke(_settings(data_dir), users=users)
+    model = result["health"].get("model", {})
+    console.print(f"served at {result['url']}: model {model.get('name')} v{model.get('version')}")
+    table = Table(title="predictions over HTTP", title_justify="left")
+    for column in ("user_id", "churn_probability", "risk_band", "source", "top feature"):
+        table.add_column(column)
+    for p in result["predictions"]:
+        top = p["top_features"][0]["feature"] if p["top_features"] else ""
+        table.add_row(str(p["user_id"]), f"{p['churn_probability']:.3f}", p["risk_band"], p["source"], top)
+    console.print(table)
+    console.print(f"batch /predict scored {len(result['batch']['predictions'])} users in one call")
 
 
 from churnfs.store.commands import register as register_store_commands  # noqa: E402

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from churnfs.settings import Settings
+from churnfs.tracking import mlflow_session
 
 logger = logging.getLogger(__name__)
 
@@ -30,10 +31,9 @@ def load_champion(settings: Settings) -> tuple[Any | None, str]:
     import mlflow
     import mlflow.pyfunc
 
-    mlflow.set_tracking_uri(settings.resolved_mlflow_tracking_uri)
-    mlflow.set_registry_uri(settings.resolved_mlflow_tracking_uri)
     try:
-        model = mlflow.pyfunc.load_model(CHAMPION_URI)
+        with mlflow_session(settings):
+            model = mlflow.pyfunc.load_model(CHAMPION_URI)
     except Exception as exc:  # MLflow raises several types for "no such model/alias"
         logger.warning("no champion model: %s", exc)
         first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -20,6 +20,7 @@ import pandas as pd
 
 from churnfs.errors import MissingDataError, ServiceUnavailableError
 from churnfs.settings import Settings
+from churnfs.tracking import mlflow_session
 
 logger = logging.getLogger(__name__)
 
@@ -180,11 +181,10 @@ def load_champion(settings: Settings) -> ChampionModel:
         except Exception:  # the run's tags are a nicety; the model still serves
             logger.warning("cannot read the tags of run %s", version.run_id, exc_info=True)
 
-    # models:/ URIs resolve against the process-wide registry URI; set it at the app's edge.
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    # models:/ URIs resolve against the process-wide registry URI: point it here for the load only.
     try:
-        pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{version.version}")
+        with mlflow_session(settings):
+            pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{version.version}")
     except Exception as exc:
         raise ServiceUnavailableError(
             f"cannot load `{MODEL_NAME}` version {version.version} from {uri}: {exc}"

@@ -77,7 +77,8 @@ def refresh_user(state: ServingState, user_id: int) -> dict[str, Any]:
             f"user {user_id} is in neither the online nor the offline store: new users arrive with the "
             "batch job (`make features` and `make materialize`), refresh updates known ones"
         )
-    as_of = datetime.now(UTC)
+    # whole seconds: the online store keeps event times to the second, so offline and online agree
+    as_of = datetime.now(UTC).replace(microsecond=0)
 
     from transformations.refresh import recompute_user
 

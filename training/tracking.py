@@ -13,11 +13,9 @@ import hashlib
 import importlib.metadata
 import json
 import logging
-import os
 import subprocess
 import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,32 +43,6 @@ _KIND_PACKAGES = {
     "xgboost": ["xgboost"],
     "catboost": ["catboost"],
 }
-
-
-@contextmanager
-def mlflow_session(settings: Settings) -> Iterator[Any]:
-    """Point MLflow's tracking and registry at ``settings`` for the block (restored afterwards);
-    yields an ``MlflowClient``."""
-    import mlflow
-    from mlflow import MlflowClient
-
-    uri = settings.resolved_mlflow_tracking_uri
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    saved_env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
-    previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    try:
-        yield MlflowClient(tracking_uri=uri, registry_uri=uri)
-    finally:
-        mlflow.set_tracking_uri(previous)  # type: ignore[arg-type]  # None unsets it
-        mlflow.set_registry_uri(saved_env["MLFLOW_REGISTRY_URI"] or "")
-        for key, value in saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def artifact_location(settings: Settings) -> str | None:

@@ -226,6 +226,7 @@ def track_and_register(
     feature_service_version: str,
 ) -> dict[str, Any]:
     """Log one run per model and register the best by validation PR-AUC as the champion."""
+    from churnfs.tracking import mlflow_session
     from training.tracking import (
         CHAMPION_ALIAS,
         EXPERIMENT,
@@ -233,7 +234,6 @@ def track_and_register(
         data_snapshot,
         ensure_experiment,
         git_commit,
-        mlflow_session,
         register_champion,
     )
 

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from churnfs.settings import Settings
-from training.tracking import CHAMPION_ALIAS, REGISTERED_MODEL, mlflow_session
+from churnfs.tracking import mlflow_session
+from training.tracking import CHAMPION_ALIAS, REGISTERED_MODEL
 
 pytestmark = pytest.mark.integration
 

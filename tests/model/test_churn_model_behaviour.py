@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 
 from churnfs.settings import Settings
+from churnfs.tracking import mlflow_session
 from churnfs.world import load_world_spec
-from training.tracking import CHAMPION_ALIAS, REGISTERED_MODEL, mlflow_session
+from training.tracking import CHAMPION_ALIAS, REGISTERED_MODEL
 
 pytestmark = pytest.mark.integration
 
