@@ -24,6 +24,16 @@ TRAIN_END_DAY = 114  # labels of the cutoffs up to day 84 are all known by then
 
 WORLD_SPEC_FILE = "_world.json"
 
+EVENT_TYPES: tuple[str, ...] = (
+    "page_view",
+    "search",
+    "add_to_cart",
+    "purchase",
+    "wishlist",
+    "support_contact",
+)
+"""The event types of ``event_logs``, in the fixed order of ``categorical_event_vector``."""
+
 
 @dataclass(frozen=True)
 class WorldSpec:

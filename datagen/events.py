@@ -12,17 +12,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from churnfs.world import WorldSpec
+from churnfs.world import EVENT_TYPES, WorldSpec
 from datagen.population import DEVICES, Population, categorical_draw, days_to_us
 
-EVENT_TYPES: tuple[str, ...] = (
-    "page_view",
-    "search",
-    "add_to_cart",
-    "purchase",
-    "wishlist",
-    "support_contact",
-)
 PAGE_VIEW, SEARCH, ADD_TO_CART, PURCHASE, WISHLIST, SUPPORT_CONTACT = range(6)
 PRICED_TYPES = (ADD_TO_CART, PURCHASE, WISHLIST)
 

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from churnfs.errors import SchemaError
+from churnfs.world import EVENT_TYPES
 from training.churn_model_pyfunc import FeatureSpec, InputFeature
 
 # Feast's type names -> how the model reads them (churn_model_pyfunc.INPUT_KINDS)
@@ -34,14 +35,7 @@ FEAST_KINDS = {
 # Readable names for vector components whose order docs/data-model.md fixes; other vectors
 # (topic_vector, K components) are numbered.
 VECTOR_COMPONENT_LABELS: dict[str, tuple[str, ...]] = {
-    "categorical_event_vector": (
-        "page_view",
-        "search",
-        "add_to_cart",
-        "purchase",
-        "wishlist",
-        "support_contact",
-    ),
+    "categorical_event_vector": EVENT_TYPES,
 }
 
 

@@ -23,17 +23,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from churnfs.errors import SchemaError
+from churnfs.world import EVENT_TYPES
 from transformations.profile import UTC_US, timestamps_us, user_positions
-
-EVENT_TYPES: tuple[str, ...] = (
-    "page_view",
-    "search",
-    "add_to_cart",
-    "purchase",
-    "wishlist",
-    "support_contact",
-)
-"""The fixed order of event types (``categorical_event_vector`` follows it)."""
 
 INT, FLOAT, STRING, TIMESTAMP, BOOL = "integer", "float", "string", "timestamp with time zone", "bool"
 
