@@ -20,10 +20,12 @@ help: ## Show this help (the default target)
 	@echo
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-13s\033[0m %s\n", $$1, $$2}'
 
+# torch first, pinned: the CPU build on local disk (a looser pin pulls a multi-GB CUDA build).
+# The editable install uses compat mode (a .pth on the repository root) so the top-level
+# packages and feature_repo/ import as they are in the tree.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
-	# torch first, pinned: the CPU build on local disk (a looser pin pulls a multi-GB CUDA build)
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[dev]' --config-settings editable_mode=compat
 	touch $@
