@@ -24,6 +24,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 
 from churnfs.settings import Settings
+from churnfs.tracking import mlflow_session
 from serving.app import create_app
 from serving.model import RISK_BANDS
 from tests.integration.test_serving_support import API_KEY, ServedWorld, free_port, serve_world
@@ -54,15 +55,10 @@ def client(served: ServedWorld) -> Iterator[TestClient]:
 def champion(served: ServedWorld) -> Any:
     """The champion model, loaded here independently of the service, and its version."""
     import mlflow
-    from mlflow import MlflowClient
 
-    uri = served.settings.resolved_mlflow_tracking_uri
-    version = MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version_by_alias(
-        "churn-model", "champion"
-    )
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    return version.version, mlflow.pyfunc.load_model(f"models:/churn-model/{version.version}")
+    with mlflow_session(served.settings) as client:
+        version = client.get_model_version_by_alias("churn-model", "champion")
+        return version.version, mlflow.pyfunc.load_model(f"models:/churn-model/{version.version}")
 
 
 def _latest_offline(settings: Settings, user_id: int) -> dict[str, Any]:

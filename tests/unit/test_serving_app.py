@@ -18,7 +18,10 @@ KEY = "test-key-123"
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     settings = Settings(
-        data_dir=tmp_path_factory.mktemp("empty-world"), churnfs_api_key=KEY, predict_batch_limit=3
+        data_dir=tmp_path_factory.mktemp("empty-world"),
+        mlflow_tracking_uri=None,  # this empty world's own store, whatever the environment says
+        churnfs_api_key=KEY,
+        predict_batch_limit=3,
     )
     app = create_app(settings, configure_logs=False)
 
