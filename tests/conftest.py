@@ -27,7 +27,8 @@ SMALL_USERS = 3000
 SMALL_SEED = 7
 
 
-def _redis_answers(host: str, port: int) -> bool:
+def redis_answers(host: str, port: int) -> bool:
+    """Whether a Redis server answers PING at host:port."""
     try:
         with socket.create_connection((host, port), timeout=0.5) as sock:
             sock.sendall(b"PING\r\n")
@@ -36,19 +37,25 @@ def _redis_answers(host: str, port: int) -> bool:
         return False
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A free loopback TCP port."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def start_private_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """Start a throw-away redis-server on a free loopback port; the caller terminates it."""
+def start_private_redis(
+    workdir: Path, port: int | None = None, persist: bool = False
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start a throw-away redis-server on loopback (on ``port``, a free one by default); the caller
+    terminates it. With ``persist`` it saves a snapshot in ``workdir`` when stopped and loads it
+    when started again there, like a restarted production Redis."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.skip("no Redis answers and no redis-server binary to start one")
-    port = _free_port()
+    port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
+    save = ["--save", "3600 1", "--dbfilename", "dump.rdb"] if persist else ["--save", ""]
     proc = subprocess.Popen(
         [
             binary,
@@ -56,8 +63,7 @@ def start_private_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
             "127.0.0.1",
             "--port",
             str(port),
-            "--save",
-            "",
+            *save,
             "--appendonly",
             "no",
             "--dir",
@@ -66,12 +72,12 @@ def start_private_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    for _ in range(100):
-        if _redis_answers("127.0.0.1", port):
+    for _ in range(200):
+        if redis_answers("127.0.0.1", port):
             return proc, port
         time.sleep(0.05)
     proc.terminate()
-    pytest.fail("private redis-server did not start")
+    pytest.fail(f"private redis-server did not start on port {port}")
 
 
 @pytest.fixture(scope="session")
@@ -86,7 +92,7 @@ def redis_connection_string(tmp_path_factory: pytest.TempPathFactory) -> Iterato
     host, _, port = configured.split(",")[0].partition(":")
     db = int(os.environ.get("TEST_REDIS_DB", "13"))
     proc = None
-    if not _redis_answers(host, int(port or 6379)):
+    if not redis_answers(host, int(port or 6379)):
         proc, private_port = start_private_redis(tmp_path_factory.mktemp("redis"))
         host, port = "127.0.0.1", str(private_port)
     redis.Redis(host=host, port=int(port), db=db).flushdb()

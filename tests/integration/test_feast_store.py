@@ -4,7 +4,6 @@ the consistency check catching a corrupted value, and clear errors."""
 from __future__ import annotations
 
 import shutil
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ from churnfs.store.codec import entity_keys_int64, field_key
 from churnfs.store.commands import check_consistency_command
 from churnfs.store.errors import OnlineStoreUnavailableError
 from churnfs.world import load_world_spec
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -40,12 +40,6 @@ def _client(settings: Settings) -> redis.Redis:
 
 def _key(user_id: int, project: str = "churnfs") -> bytes:
     return entity_keys_int64(np.array([user_id]), "user_id", project)[0].tobytes()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -229,7 +223,7 @@ def test_materialize_again_keeps_a_newer_pushed_value_and_writes_nothing(
 
 
 def test_unreachable_redis_is_one_clear_error(feast_world: Settings) -> None:
-    port = _free_port()
+    port = free_port()
     settings = feast_world.model_copy(update={"redis_connection_string": f"127.0.0.1:{port}"})
     with pytest.raises(OnlineStoreUnavailableError, match=f"Redis does not answer at 127.0.0.1:{port}"):
         get_store(settings)

@@ -27,7 +27,8 @@ from churnfs.settings import Settings
 from churnfs.tracking import mlflow_session
 from serving.app import create_app
 from serving.model import RISK_BANDS
-from tests.integration.test_serving_support import API_KEY, ServedWorld, free_port, serve_world
+from tests.conftest import free_port
+from tests.integration.test_serving_support import API_KEY, ServedWorld, serve_world
 
 pytestmark = pytest.mark.integration
 

@@ -14,9 +14,9 @@ import uvicorn
 
 from churnfs.settings import Settings
 from serving.app import create_app
+from tests.conftest import free_port
 from tests.integration.test_serving_support import (
     ServedWorld,
-    free_port,
     serve_world,
     start_redis,
     stop_redis,

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import random
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,61 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pytest
 
 from churnfs.settings import Settings
+from tests.conftest import start_private_redis
 
 API_KEY = "serving-test-key"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def redis_answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
 def start_redis(workdir: Path, port: int | None = None) -> tuple[subprocess.Popen[bytes], int]:
-    """A private redis-server on ``port`` (a free one by default). It saves its data when stopped
-    and loads it when started again in the same folder, like a restarted production Redis."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("no redis-server binary to start a private Redis")
-    port = port or free_port()
-    workdir.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(
-        [
-            binary,
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--save",
-            "3600 1",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-            "--dbfilename",
-            "dump.rdb",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    for _ in range(200):
-        if redis_answers(port):
-            return proc, port
-        time.sleep(0.05)
-    proc.terminate()
-    pytest.fail(f"private redis-server did not start on port {port}")
+    """A private redis-server that keeps its data across a stop and a start in the same folder."""
+    return start_private_redis(workdir, port=port, persist=True)
 
 
 def stop_redis(proc: subprocess.Popen[bytes]) -> None:
