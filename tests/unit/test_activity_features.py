@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from transformations.activity import ACTIVITY_COLUMNS, build_activity_features
+from transformations.validation import PARSED_EVENT_COLUMNS
 
 T1 = datetime(2025, 2, 3, tzinfo=UTC)
 T2 = datetime(2025, 3, 3, tzinfo=UTC)
@@ -52,17 +53,7 @@ EVENTS = pd.DataFrame(
         (9, 2, 21, ts("2025-01-31 23:59:59"), "page_view", None, "web", 3.0, None),
         (10, 1, 13, ts("2025-03-05 09:00"), "purchase", "music", "ios", 1.0, 50.0),  # after T2
     ],
-    columns=[
-        "event_id",
-        "user_id",
-        "session_id",
-        "event_timestamp",
-        "event_type",
-        "category",
-        "device",
-        "duration",
-        "price",
-    ],
+    columns=list(PARSED_EVENT_COLUMNS),
 )
 
 
