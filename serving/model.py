@@ -4,6 +4,11 @@ scored on plain feature dictionaries, explained by its native contributions.
 Serving never imports training code; the model's contract (docs/data-model.md, "The registered
 model") is all it relies on: ``predict(df)`` gives ``churn_probability`` and
 ``predict(df, params={"explain": True})`` adds one ``contrib__<feature>`` column per input.
+
+Models that ship the fast path (``predict_rows(rows, explain)`` on the loaded implementation,
+see docs/serving.md) are scored through it: plain mappings in, numpy arrays out, no pandas frame
+and no per-call MLflow schema enforcement, which cost most of a one-row prediction. Models
+registered before it existed keep the ``predict`` path.
 """
 
 from __future__ import annotations
@@ -11,11 +16,12 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from churnfs.errors import MissingDataError, ServiceUnavailableError
@@ -94,17 +100,57 @@ class ChampionModel:
     pyfunc: Any
     tags: dict[str, str] = field(default_factory=dict)
     explains: bool = True
+    fast_path: Callable[..., Any] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.fast_path is None:
+            self.fast_path = fast_path_of(self.pyfunc)
 
     @property
     def feature_service_version(self) -> str | None:
         return self.tags.get("feature_service_version") or feature_service_version(self.feature_service)
 
+    @property
+    def scoring_path(self) -> str:
+        """``rows`` (the model's ``predict_rows``) or ``pyfunc`` (MLflow ``predict`` on a frame)."""
+        return "rows" if self.fast_path is not None else "pyfunc"
+
     def score(self, rows: Sequence[Mapping[str, Any]]) -> list[Score]:
         """Score feature rows (one mapping per user, vectors as lists), with contributions when
         the model can explain itself."""
         rows = list(rows)
-        columns = list(rows[0]) if rows else []
-        frame = pd.DataFrame({name: [row.get(name) for row in rows] for name in columns})
+        if self.fast_path is not None:
+            try:
+                return self._score_rows(rows)
+            except Exception:
+                # The pyfunc path decides: if it refuses the rows too, the rows are at fault and
+                # its error is the answer; if it scores them, the fast path is broken: drop it.
+                out = self.pyfunc.predict(frame_of(rows), params={"explain": self.explains})
+                scores = scores_from_output(out)
+                logger.warning(
+                    "model %s v%s: predict_rows failed where predict did not; using predict from now on",
+                    self.name,
+                    self.version,
+                    exc_info=True,
+                )
+                self.fast_path = None
+                return scores
+        return self._score_frame(rows)
+
+    def _score_rows(self, rows: list[Mapping[str, Any]]) -> list[Score]:
+        assert self.fast_path is not None
+        probabilities, contributions, names = self.fast_path(rows, explain=self.explains)
+        probability_list = np.asarray(probabilities, dtype=np.float64).tolist()
+        if contributions is None:
+            return [Score(churn_probability=p) for p in probability_list]
+        contribution_rows = np.asarray(contributions, dtype=np.float64).tolist()
+        return [
+            Score(churn_probability=p, contributions=dict(zip(names, row, strict=True)))
+            for p, row in zip(probability_list, contribution_rows, strict=True)
+        ]
+
+    def _score_frame(self, rows: list[Mapping[str, Any]]) -> list[Score]:
+        frame = frame_of(rows)
         if self.explains:
             try:
                 out = self.pyfunc.predict(frame, params={"explain": True})
@@ -120,6 +166,25 @@ class ChampionModel:
         else:
             out = self.pyfunc.predict(frame)
         return scores_from_output(out)
+
+
+def frame_of(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """The model's input frame of feature rows (the first row's keys as columns)."""
+    columns = list(rows[0]) if rows else []
+    return pd.DataFrame({name: [row.get(name) for row in rows] for name in columns})
+
+
+def fast_path_of(pyfunc: Any) -> Callable[..., Any] | None:
+    """The loaded model's ``predict_rows`` (the fast path), or None when it has none.
+
+    MLflow keeps what the loader module returned behind ``PyFuncModel._model_impl`` (a public
+    property despite its name); the registered model's runtime defines ``predict_rows`` there."""
+    try:
+        implementation = pyfunc._model_impl
+    except AttributeError:
+        return None
+    method = getattr(implementation, "predict_rows", None)
+    return method if callable(method) else None
 
 
 def scores_from_output(out: Any) -> list[Score]:

@@ -7,6 +7,12 @@ pandas and, lazily, the one library of the model's kind. Training imports the sa
 (``design_matrix``) to build its matrices, so the model sees the same columns in training and in
 serving.
 
+Besides MLflow's ``predict(frame, params)``, the model offers serving a fast path,
+``predict_rows(rows, explain)``: plain feature mappings in, numpy arrays out, with no pandas and
+no per-call schema enforcement (a one-row ``predict`` spends most of its time there). It builds
+the same design matrix (``RowEncoder``) and calls the estimator the same way
+(``ChurnModel.score_matrix``), so both paths give the same numbers.
+
 The model directory (MLflow ``data_path``) holds ``spec.json`` (a ``FeatureSpec``) and the fitted
 estimator in its library's own format (``MODEL_FILES``).
 """
@@ -16,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,6 +169,69 @@ def design_matrix(frame: pd.DataFrame, spec: FeatureSpec) -> np.ndarray:
     return np.ascontiguousarray(np.hstack(blocks))
 
 
+class RowEncoder:
+    """The design matrix straight from feature mappings (one per row, vectors as lists or
+    arrays), without pandas: equal to ``design_matrix`` of the same rows as a frame. The column
+    layout is worked out once per spec, so encoding one row is a few dictionary reads."""
+
+    def __init__(self, spec: FeatureSpec) -> None:
+        self.spec = spec
+        self.width = len(spec.columns)
+        self._numeric: list[tuple[str, int]] = []
+        self._strings: list[tuple[str, dict[str, list[int]]]] = []
+        self._vectors: list[tuple[str, int, int]] = []
+        string_columns: list[int] = []
+        start = 0
+        for feature in spec.inputs:
+            width = len(feature.columns())
+            if feature.kind in ("int", "float", "bool"):
+                self._numeric.append((feature.name, start))
+            elif feature.kind == "string":
+                index: dict[str, list[int]] = {}
+                for offset, level in enumerate(feature.levels):
+                    index.setdefault(level, []).append(start + offset)
+                self._strings.append((feature.name, index))
+                string_columns.extend(range(start, start + width))
+            elif feature.kind == "vector":
+                self._vectors.append((feature.name, start, width))
+            else:
+                raise ValueError(f"feature {feature.name!r} has unknown kind {feature.kind!r}")
+            start += width
+        # One-hot columns are 0 when the value is missing or unseen, never NaN.
+        self._string_columns = np.array(string_columns, dtype=np.int64)
+
+    def encode(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """The float64 design matrix of ``rows`` (columns ``spec.columns``); keys other than the
+        model's inputs are ignored."""
+        missing = sorted({f.name for row in rows for f in self.spec.inputs if f.name not in row})
+        if missing:
+            raise ValueError(f"the feature rows lack the model's input features {missing}")
+        x = np.full((len(rows), self.width), np.nan, dtype=np.float64)
+        x[:, self._string_columns] = 0.0
+        for i, row in enumerate(rows):
+            out = x[i]
+            for name, column in self._numeric:
+                value = row[name]
+                if not _is_missing(value):
+                    out[column] = float(value)
+            for name, index in self._strings:
+                value = row[name]
+                if isinstance(value, str):
+                    for column in index.get(value, ()):
+                        out[column] = 1.0
+            for name, start, length in self._vectors:
+                value = row[name]
+                if _is_missing(value):
+                    continue
+                vector = np.asarray(value, dtype=np.float64).ravel()
+                if vector.size != length:
+                    raise ValueError(
+                        f"feature {name!r}: row {i} has {vector.size} components, the model expects {length}"
+                    )
+                out[start : start + length] = vector
+        return x
+
+
 def sum_by_feature(column_values: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     """Add up per-design-column values (contributions are additive) into one per input feature."""
     owners = spec.column_owners()
@@ -176,6 +246,7 @@ class ChurnModel:
     def __init__(self, spec: FeatureSpec, estimator: Any) -> None:
         self.spec = spec
         self.estimator = estimator
+        self.encoder = RowEncoder(spec)
 
     @classmethod
     def load(cls, model_dir: str | Path) -> ChurnModel:
@@ -219,14 +290,53 @@ class ChurnModel:
             return np.asarray(shap, dtype=np.float64)[:, :-1]
         raise ValueError(f"unknown model kind {kind!r}")
 
+    def score_matrix(self, x: np.ndarray, explain: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities and, with ``explain``, per-input-feature contributions (log-odds) of a
+        design matrix. The library's input (XGBoost ``DMatrix``, CatBoost ``Pool``) is built once
+        for both calls; the numbers are those of ``predict_matrix`` and ``contributions_matrix``."""
+        kind, est = self.spec.model_kind, self.estimator
+        contributions: np.ndarray | None = None
+        if kind == "xgboost":
+            import xgboost as xgb
+
+            dmatrix = xgb.DMatrix(x, feature_names=self.spec.columns)
+            probabilities = np.asarray(est.predict(dmatrix), dtype=np.float64)
+            if explain:
+                contributions = np.asarray(est.predict(dmatrix, pred_contribs=True), dtype=np.float64)[:, :-1]
+        elif kind == "catboost":
+            from catboost import Pool
+
+            pool = Pool(x)
+            probabilities = np.asarray(est.predict_proba(pool)[:, 1], dtype=np.float64)
+            if explain:
+                shap = est.get_feature_importance(pool, type="ShapValues", thread_count=1)
+                contributions = np.asarray(shap, dtype=np.float64)[:, :-1]
+        else:
+            probabilities = self.predict_matrix(x)
+            if explain:
+                contributions = self.contributions_matrix(x)
+        if contributions is not None:
+            contributions = sum_by_feature(contributions, self.spec)
+        return probabilities, contributions
+
+    def predict_rows(
+        self, rows: Sequence[Mapping[str, Any]], explain: bool = False
+    ) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+        """Serving's fast path: (probabilities, contributions or None, input feature names) of
+        plain feature mappings, one per row. The same numbers as ``predict`` on a frame of these
+        rows, without pandas or MLflow's schema enforcement: missing values (None, NaN) of any
+        kind are scored as missing instead of being refused."""
+        probabilities, contributions = self.score_matrix(self.encoder.encode(rows), explain)
+        return probabilities, contributions, self.spec.feature_names
+
     def predict(self, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         """``churn_probability`` per row; with ``params={"explain": True}`` also one
         ``contrib__<feature>`` column per input feature (log-odds)."""
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-        x = design_matrix(frame, self.spec)
-        out = pd.DataFrame({PROBABILITY_COLUMN: self.predict_matrix(x)}, index=frame.index)
-        if params and params.get("explain"):
-            per_feature = sum_by_feature(self.contributions_matrix(x), self.spec)
+        explain = bool(params and params.get("explain"))
+        probabilities, per_feature = self.score_matrix(design_matrix(frame, self.spec), explain)
+        out = pd.DataFrame({PROBABILITY_COLUMN: probabilities}, index=frame.index)
+        if per_feature is not None:
             contrib = pd.DataFrame(
                 per_feature, index=frame.index, columns=[CONTRIB_PREFIX + n for n in self.spec.feature_names]
             )
