@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import copy
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, cast
 
 from feast import FeatureService, FeatureView, RepoConfig, utils
@@ -44,6 +44,16 @@ from churnfs.store.decoding import _IMMUTABLE, ValueDecoder
 ONLINE_STORE_TYPE = "churnfs.store.online.ChurnRedisOnlineStore"
 
 _pack_int64 = struct.Struct("<q").pack
+# Value types whose Python value is immutable (str, int, float, bool, bytes or None).
+_SCALAR_TYPES = {
+    ValueType.DOUBLE,
+    ValueType.FLOAT,
+    ValueType.INT32,
+    ValueType.INT64,
+    ValueType.STRING,
+    ValueType.BOOL,
+    ValueType.BYTES,
+}
 # Value types whose Python value is a list of immutable scalars (copied one level deep).
 _FLAT_LIST_TYPES = {
     ValueType.FLOAT_LIST,
@@ -102,24 +112,26 @@ class ColumnarOnlineResponse(OnlineResponse):
         columns: dict[str, list[Any]],
         seconds: dict[str, list[int]],
         feature_types: dict[str, ValueType],
-        build_proto: Any,
+        build_proto: Callable[[], GetOnlineFeaturesResponse],
         flat_lists: set[str],
+        scalars: set[str],
     ) -> None:
         self._columns = columns
         self._flat_lists = {n for n, values in columns.items() if n in flat_lists}
         self._mutable = {
             n
             for n, values in columns.items()
-            if n not in flat_lists and any(not isinstance(v, _IMMUTABLE) for v in values)
+            if n not in flat_lists and n not in scalars and any(not isinstance(v, _IMMUTABLE) for v in values)
         }
         self._event_seconds = seconds
         self._feature_types = feature_types
-        self._build_proto = build_proto
+        self._build_proto: Callable[[], GetOnlineFeaturesResponse] | None = build_proto
         self._proto: GetOnlineFeaturesResponse | None = None
 
     @property  # type: ignore[override]
     def proto(self) -> GetOnlineFeaturesResponse:
         if self._proto is None:
+            assert self._build_proto is not None
             self._proto = self._build_proto()
             self._build_proto = None
         return self._proto
@@ -327,12 +339,12 @@ class ChurnRedisOnlineStore(RedisOnlineStore):
             utils._drop_unneeded_columns(response_proto, requested_result_row_names)
             return response_proto
 
-        flat_lists = {
-            name
-            for view in views
-            for name, value_type in zip(view.names, view.value_types, strict=True)
-            if value_type in _FLAT_LIST_TYPES
-        }
+        types = {n: t for view in views for n, t in zip(view.names, view.value_types, strict=True)}
         return ColumnarOnlineResponse(
-            columns, seconds, self._build_feature_types(grouped_refs), build_proto, flat_lists
+            columns,
+            seconds,
+            self._build_feature_types(grouped_refs),
+            build_proto,
+            flat_lists={n for n, t in types.items() if t in _FLAT_LIST_TYPES},
+            scalars={n for n, t in types.items() if t in _SCALAR_TYPES} | set(join_key_values),
         )
