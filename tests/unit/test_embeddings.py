@@ -60,14 +60,29 @@ def test_known_sentence_embedding_matches_the_models_own_encode(
     assert np.linalg.norm(actual) == pytest.approx(1.0, abs=1e-5)
 
 
-def test_onnx_backend_stays_within_cosine_099_of_fp32_on_generated_reviews(
-    encoder: Encoder, reference_model: object
+@pytest.mark.parametrize("backend", ["onnx", "openvino", "openvino-bf16"])
+def test_fast_backends_stay_within_cosine_099_of_fp32_on_generated_reviews(
+    tmp_path_factory: pytest.TempPathFactory, reference_model: object, backend: str
 ) -> None:
-    texts = generated_texts(200)
+    """Every CPU backend offered (the default ``openvino-bf16`` included) keeps every embedding of
+    generated reviews within cosine 0.99 of the model's own fp32 ``encode``."""
+    model_dir = tmp_path_factory.getbasetemp() / "review-model"
+    fast_encoder = load_encoder(
+        Settings(data_dir=model_dir, embedding_backend=backend, embedding_device="cpu")
+    )
+    texts = generated_texts(300)
     reference = reference_model.encode(texts, normalize_embeddings=True, batch_size=64)  # type: ignore[attr-defined]
-    fast = encoder.encode(texts)
+    fast = fast_encoder.encode(texts)
+    assert fast.shape == (300, 384)
+    np.testing.assert_allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
     cosine = (fast * reference).sum(axis=1)
-    assert cosine.min() >= 0.99, f"worst cosine {cosine.min():.4f}"
+    assert cosine.min() >= 0.99, f"{backend}: worst cosine {cosine.min():.4f}"
+    # Batching and length-sorting must not mix rows up: one text alone gives the same vector.
+    np.testing.assert_allclose(fast_encoder.encode([texts[7]])[0], fast[7], atol=2e-3)
+
+
+def test_default_backend_is_openvino_bf16() -> None:
+    assert Settings().embedding_backend == "openvino-bf16"
 
 
 def test_rerun_embeds_only_new_or_changed_reviews(
@@ -108,9 +123,20 @@ def test_cache_key_changes_with_text_model_and_backend() -> None:
     assert text_hashes(["Great value."], "all-MiniLM-L6-v2", "torch")[0] != base
 
 
-def test_onnx_backends_fall_back_to_torch_on_cuda() -> None:
+def test_cpu_backends_fall_back_to_torch_on_cuda() -> None:
     assert effective_backend("onnx", "cuda") == "torch"
+    assert effective_backend("openvino-bf16", "cuda") == "torch"
     assert effective_backend("onnx-int8", "cpu") == "onnx-int8"
+    assert effective_backend("openvino", "cpu") == "openvino"
+
+
+def test_bf16_backend_runs_as_fp32_openvino_on_a_cpu_without_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    import transformations.embeddings as embeddings
+
+    monkeypatch.setattr(embeddings, "cpu_has_native_bf16", lambda: False)
+    assert effective_backend("openvino-bf16", "cpu") == "openvino"
+    monkeypatch.setattr(embeddings, "cpu_has_native_bf16", lambda: True)
+    assert effective_backend("openvino-bf16", "cpu") == "openvino-bf16"
 
 
 def test_unknown_backend_or_device_is_the_users_error() -> None:
