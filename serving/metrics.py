@@ -4,7 +4,7 @@ never collide."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class ServiceMetrics:
@@ -22,6 +22,12 @@ class ServiceMetrics:
             "churnfs_predictions_total",
             "Users scored, by feature source and risk band.",
             ["source", "risk_band"],
+            registry=registry,
+        )
+        self.predict_batch_size = Histogram(
+            "churnfs_predict_batch_size",
+            "One-user predictions scored together in one micro-batch (serving.batching).",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
             registry=registry,
         )
         self.refreshes = Counter(

@@ -17,6 +17,7 @@ from typing import Any
 
 from churnfs.errors import ChurnFSError, ServiceUnavailableError
 from churnfs.settings import Settings
+from serving.batching import PredictionBatcher
 from serving.features import FeatureLookup, FeatureVector
 from serving.metrics import ServiceMetrics
 from serving.model import (
@@ -67,6 +68,7 @@ class ServingState:
         self.last_refresh: datetime | None = None
         self._next_attempt: dict[str, float] = {}
         self._lock = threading.RLock()
+        self.batcher = PredictionBatcher(self.predict_requests, on_batch=metrics.predict_batch_size.observe)
 
     # --- connecting -------------------------------------------------------------------------
 
@@ -184,6 +186,7 @@ class ServingState:
         return self.model
 
     def close(self) -> None:
+        self.batcher.close()
         if self.online is not None and self.online.probe is not None:
             self.online.probe.close()
 
@@ -202,36 +205,49 @@ class ServingState:
     def predict(self, user_ids: Sequence[int], request_id: str) -> tuple[list[dict[str, Any]], list[int]]:
         """Score users: (predictions of the known ones in request order, unknown ids). Every
         prediction is appended to the prediction log."""
+        results = self.predict_requests(user_ids, [request_id] * len(user_ids))
+        predictions = [r for r in results if r is not None]
+        unknown = [u for u, r in zip(user_ids, results, strict=True) if r is None]
+        return predictions, unknown
+
+    async def predict_one(self, user_id: int, request_id: str) -> dict[str, Any] | None:
+        """Score one user (None when unknown) in the next micro-batch (``serving.batching``)."""
+        result: dict[str, Any] | None = await self.batcher.submit(user_id, request_id)
+        return result
+
+    def predict_requests(
+        self, user_ids: Sequence[int], request_ids: Sequence[str]
+    ) -> list[dict[str, Any] | None]:
+        """Score users, each on behalf of its own request: one prediction per position (None for
+        an unknown user), with one feature read, one model call and one log write for all."""
         model = self.ensure_model()
         vectors = self.features(user_ids)
-        known = [v for v in vectors if v is not None]
-        unknown = [u for u, v in zip(user_ids, vectors, strict=True) if v is None]
+        known = [(i, v) for i, v in enumerate(vectors) if v is not None]
+        results: list[dict[str, Any] | None] = [None] * len(user_ids)
         if not known:
-            return [], unknown
-        scores = model.score([v.values for v in known])
+            return results
+        scores = model.score([v.values for _, v in known])
         logged_at = datetime.now(UTC)
-        predictions, records = [], []
-        for vector, score in zip(known, scores, strict=True):
+        records = []
+        for (i, vector), score in zip(known, scores, strict=True):
             band = risk_band(score.churn_probability)
-            predictions.append(
-                {
-                    "request_id": request_id,
-                    "user_id": vector.user_id,
-                    "churn_probability": score.churn_probability,
-                    "risk_band": band,
-                    "model_name": model.name,
-                    "model_version": model.version,
-                    "model_alias": model.alias,
-                    "feature_service": model.feature_service,
-                    "source": vector.source,
-                    "fallback_reason": vector.fallback_reason,
-                    "top_features": top_features(score.contributions, vector.values),
-                }
-            )
+            results[i] = {
+                "request_id": request_ids[i],
+                "user_id": vector.user_id,
+                "churn_probability": score.churn_probability,
+                "risk_band": band,
+                "model_name": model.name,
+                "model_version": model.version,
+                "model_alias": model.alias,
+                "feature_service": model.feature_service,
+                "source": vector.source,
+                "fallback_reason": vector.fallback_reason,
+                "top_features": top_features(score.contributions, vector.values),
+            }
             records.append(
                 prediction_record(
                     logged_at=logged_at,
-                    request_id=request_id,
+                    request_id=request_ids[i],
                     user_id=vector.user_id,
                     model_name=model.name,
                     model_version=model.version,
@@ -244,7 +260,7 @@ class ServingState:
             )
             self.metrics.predictions.labels(source=vector.source, risk_band=band).inc()
         self.prediction_log.append(records)
-        return predictions, unknown
+        return results
 
     # --- health -------------------------------------------------------------------------------
 

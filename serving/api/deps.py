@@ -13,13 +13,16 @@ from serving.errors import UnauthorizedError
 from serving.schemas import MAX_USER_ID
 from serving.service import ServingState
 
+# The dependencies are ``async``: FastAPI runs a plain ``def`` dependency in its thread pool,
+# a thread hop per dependency per request for what is an attribute read.
 
-def get_state(request: Request) -> ServingState:
+
+async def get_state(request: Request) -> ServingState:
     state: ServingState = request.app.state.serving
     return state
 
 
-def get_request_id(request: Request) -> str:
+async def get_request_id(request: Request) -> str:
     return str(getattr(request.state, "request_id", ""))
 
 
@@ -35,7 +38,7 @@ api_key_header = APIKeyHeader(
 )
 
 
-def require_api_key(state: StateDep, api_key: Annotated[str | None, Security(api_key_header)]) -> None:
+async def require_api_key(state: StateDep, api_key: Annotated[str | None, Security(api_key_header)]) -> None:
     """401 unless ``X-API-Key`` matches ``CHURNFS_API_KEY``; 503 when the server has no key set."""
     expected = state.settings.churnfs_api_key
     if expected is None or not expected.get_secret_value():

@@ -12,6 +12,7 @@ import math
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -197,6 +198,42 @@ def test_predict_scores_with_the_champion_and_names_the_features_behind_the_scor
     ]
     for top in body["top_features"]:
         assert top["direction"] == ("raises_risk" if top["contribution"] > 0 else "lowers_risk")
+
+
+def test_the_fast_path_gives_the_registered_pyfunc_numbers_to_1e_9(
+    client: TestClient, served: ServedWorld, champion: Any
+) -> None:
+    """The champion loaded from the registry scores the same through ``predict_rows`` (what the
+    service uses) as through MLflow's ``predict`` with its schema enforcement."""
+    assert client.app.state.serving.model.scoring_path == "rows"  # type: ignore[attr-defined]
+    rows = [client.get(f"/features/{u}").json()["features"] for u in served.sample_users]
+    expected = _direct_scores(champion, rows)
+    probabilities, contributions, names = champion[1]._model_impl.predict_rows(rows, explain=True)
+    np.testing.assert_allclose(probabilities, expected["churn_probability"], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(
+        contributions, expected[[f"contrib__{n}" for n in names]].to_numpy(), rtol=0, atol=1e-9
+    )
+
+
+def test_concurrent_predictions_are_batched_and_each_equals_the_pyfunc_score(
+    client: TestClient, served: ServedWorld, champion: Any
+) -> None:
+    users = [*served.sample_users[:12], UNKNOWN] * 2
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        responses = list(pool.map(lambda u: client.post(f"/predict/{u}"), users))
+    assert [r.status_code for r in responses] == [404 if u == UNKNOWN else 200 for u in users]
+    assert len({r.headers["x-request-id"] for r in responses}) == len(users)
+    known = [(u, r.json()) for u, r in zip(users, responses, strict=True) if u != UNKNOWN]
+    rows = [client.get(f"/features/{u}").json()["features"] for u, _ in known]
+    direct = _direct_scores(champion, rows)
+    for (user_id, body), (_, row) in zip(known, direct.iterrows(), strict=True):
+        assert body["user_id"] == user_id
+        assert math.isclose(body["churn_probability"], row["churn_probability"], rel_tol=0, abs_tol=1e-9)
+        for top in body["top_features"]:
+            assert top["contribution"] == pytest.approx(row[f"contrib__{top['feature']}"], abs=1e-9)
+    metrics = client.get("/metrics").text
+    scored = next(line for line in metrics.splitlines() if line.startswith("churnfs_predict_batch_size_sum"))
+    assert float(scored.rsplit(" ", 1)[1]) >= len(users)
 
 
 def test_every_prediction_is_appended_to_the_prediction_log(client: TestClient, served: ServedWorld) -> None:

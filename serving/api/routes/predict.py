@@ -21,13 +21,14 @@ router = APIRouter(prefix="/predict", tags=["predict"])
     summary="Score one user",
     responses=error_responses(404, 422, 503),
 )
-def predict_one(user_id: UserIdPath, state: StateDep, request_id: RequestIdDep) -> Any:
+async def predict_one(user_id: UserIdPath, state: StateDep, request_id: RequestIdDep) -> Any:
     """Features (online, else offline), then the ``champion`` model: the churn probability,
     its risk band, the model version and the features behind the score. Logged for monitoring."""
-    predictions, _ = state.predict([user_id], request_id)
-    if not predictions:
+    # Concurrent requests are scored together (serving.batching); the event loop never blocks.
+    prediction = await state.predict_one(user_id, request_id)
+    if prediction is None:
         raise UnknownUserError(f"user {user_id} is in neither the online nor the offline store")
-    return predictions[0]
+    return prediction
 
 
 @router.post(
