@@ -232,9 +232,12 @@ class RowEncoder:
         return x
 
 
-def sum_by_feature(column_values: np.ndarray, spec: FeatureSpec) -> np.ndarray:
-    """Add up per-design-column values (contributions are additive) into one per input feature."""
-    owners = spec.column_owners()
+def sum_by_feature(
+    column_values: np.ndarray, spec: FeatureSpec, owners: np.ndarray | None = None
+) -> np.ndarray:
+    """Add up per-design-column values (contributions are additive) into one per input feature
+    (``owners``: ``spec.column_owners()``, when the caller keeps it)."""
+    owners = spec.column_owners() if owners is None else owners
     out = np.zeros((column_values.shape[0], len(spec.inputs)), dtype=np.float64)
     np.add.at(out.T, owners, column_values.T)
     return out
@@ -247,6 +250,8 @@ class ChurnModel:
         self.spec = spec
         self.estimator = estimator
         self.encoder = RowEncoder(spec)
+        self._owners = spec.column_owners()
+        self._feature_names = spec.feature_names
 
     @classmethod
     def load(cls, model_dir: str | Path) -> ChurnModel:
@@ -316,7 +321,7 @@ class ChurnModel:
             if explain:
                 contributions = self.contributions_matrix(x)
         if contributions is not None:
-            contributions = sum_by_feature(contributions, self.spec)
+            contributions = sum_by_feature(contributions, self.spec, self._owners)
         return probabilities, contributions
 
     def predict_rows(
@@ -327,7 +332,7 @@ class ChurnModel:
         rows, without pandas or MLflow's schema enforcement: missing values (None, NaN) of any
         kind are scored as missing instead of being refused."""
         probabilities, contributions = self.score_matrix(self.encoder.encode(rows), explain)
-        return probabilities, contributions, self.spec.feature_names
+        return probabilities, contributions, list(self._feature_names)
 
     def predict(self, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         """``churn_probability`` per row; with ``params={"explain": True}`` also one
