@@ -109,7 +109,8 @@ def test_review_features_have_one_row_per_user_signed_up_before_each_as_of(
     features = build(hand_made_reviews(), world, encoder)
     assert list(features.columns) == ["user_id", "event_timestamp", *FEATURES]
     keys = list(zip(features.user_id, features.event_timestamp, strict=True))
-    assert keys == [(1, AS_OF[0]), (1, AS_OF[1]), (2, AS_OF[0]), (2, AS_OF[1]), (3, AS_OF[1])]
+    # Ordered by as-of time, then user: the offline store's order, written without a re-sort.
+    assert keys == [(1, AS_OF[0]), (2, AS_OF[0]), (1, AS_OF[1]), (2, AS_OF[1]), (3, AS_OF[1])]
     assert features.user_id.dtype == np.int64
     assert str(features.event_timestamp.dt.tz) == "UTC"
 
