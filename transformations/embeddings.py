@@ -72,6 +72,7 @@ INT8_EXCLUDED_SUFFIXES: tuple[str, ...] = ("attention/self/MatMul", "attention/s
 BatchSink = Callable[[Any, np.ndarray], None]
 """Receives a batch's key and its hidden states (batch, tokens, dim)."""
 ENCODE_CHUNK = 512  # texts per progress-bar step (the model batches within a chunk)
+CACHE_BLOCK = 8192  # newly embedded texts per cache part file (what an interruption can lose)
 COMPACT_PARTS = 16  # merge the cache's part files once there are this many
 
 
@@ -537,22 +538,28 @@ def review_vectors(
     new_ids = reviews["review_id"].to_numpy(dtype=np.int64)[missing][first]
 
     dim = encoder.dimension
-    new_embeddings = _encode_with_progress(encoder, new_texts, show_progress)
-    new_sentiment = sentiment_scores(new_texts)
+    new_embeddings = np.empty((len(new_texts), dim), dtype=np.float32)
+    new_sentiment = np.empty(len(new_texts), dtype=np.float64)
+    pending: list[np.ndarray] = []
+
+    def flush() -> None:
+        """Score and cache the embedded rows so far: an interrupted cold run keeps its work."""
+        if not pending:
+            return
+        rows = np.sort(np.concatenate(pending))
+        pending.clear()
+        new_sentiment[rows] = sentiment_scores(new_texts[rows])
+        _append_to_cache(folder, new_ids[rows], new_hashes[rows], new_embeddings[rows], new_sentiment[rows])
+
+    def embedded(rows: np.ndarray, vectors: np.ndarray) -> None:
+        new_embeddings[rows] = vectors
+        pending.append(rows)
+        if sum(len(r) for r in pending) >= CACHE_BLOCK:
+            flush()
+
+    _encode_with_progress(encoder, new_texts, show_progress, embedded)
+    flush()
     if len(new_texts):
-        folder.mkdir(parents=True, exist_ok=True)
-        flat = pa.array(new_embeddings.reshape(-1), type=pa.float32())
-        offsets = pa.array(np.arange(0, len(new_texts) * dim + 1, dim, dtype=np.int32))
-        table = pa.table(
-            {
-                "review_id": pa.array(new_ids, pa.int64()),
-                "text_hash": pa.array(new_hashes, pa.string()),
-                "embedding": pa.ListArray.from_arrays(offsets, flat),
-                "sentiment": pa.array(new_sentiment, pa.float64()),
-            },
-            schema=CACHE_SCHEMA,
-        )
-        write_parquet_atomic(table, folder / f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet")
         _compact(folder)
 
     embeddings = np.empty((len(texts), dim), dtype=np.float32)
@@ -573,16 +580,38 @@ def review_vectors(
     return ReviewVectors(embeddings=embeddings, sentiment=sentiment, embedded=len(new_texts))
 
 
+def _append_to_cache(
+    folder: Path, ids: np.ndarray, hashes: np.ndarray, embeddings: np.ndarray, sentiment: np.ndarray
+) -> None:
+    """Write one part file of newly embedded texts (atomically: a part is whole or absent)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows, dim = embeddings.shape
+    flat = pa.array(np.ascontiguousarray(embeddings).reshape(-1), type=pa.float32())
+    offsets = pa.array(np.arange(0, rows * dim + 1, dim, dtype=np.int32))
+    table = pa.table(
+        {
+            "review_id": pa.array(ids, pa.int64()),
+            "text_hash": pa.array(hashes, pa.string()),
+            "embedding": pa.ListArray.from_arrays(offsets, flat),
+            "sentiment": pa.array(sentiment, pa.float64()),
+        },
+        schema=CACHE_SCHEMA,
+    )
+    write_parquet_atomic(table, folder / f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet")
+
+
 def _list_column_to_matrix(column: pa.ChunkedArray, dim: int) -> np.ndarray:
     flat = pc.list_flatten(column.combine_chunks()).to_numpy(zero_copy_only=False)
     return np.asarray(flat, dtype=np.float32).reshape(-1, dim)
 
 
-def _encode_with_progress(encoder: Encoder, texts: np.ndarray, show_progress: bool) -> np.ndarray:
-    """Embed ``texts`` shortest first in chunks, with a progress bar showing reviews/s."""
-    out = np.empty((len(texts), encoder.dimension), dtype=np.float32)
+def _encode_with_progress(
+    encoder: Encoder, texts: np.ndarray, show_progress: bool, sink: Callable[[np.ndarray, np.ndarray], None]
+) -> None:
+    """Embed ``texts`` shortest first in chunks, with a progress bar showing reviews/s; each
+    chunk's rows (positions in ``texts``) and vectors go to ``sink`` as soon as they exist."""
     if len(texts) == 0:
-        return out
+        return
     order = np.argsort(np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts)), kind="stable")
     columns = (
         TextColumn("[bold]embedding reviews"),
@@ -596,7 +625,7 @@ def _encode_with_progress(encoder: Encoder, texts: np.ndarray, show_progress: bo
         task = progress.add_task("embed", total=len(texts), rate=0.0)
         for begin in range(0, len(texts), ENCODE_CHUNK):
             idx = order[begin : begin + ENCODE_CHUNK]
-            out[idx] = encoder.encode(list(texts[idx]))
+            sink(idx, encoder.encode(list(texts[idx])))
             done = begin + len(idx)
             progress.update(task, completed=done, rate=done / max(time.perf_counter() - started, 1e-9))
     seconds = time.perf_counter() - started
@@ -607,4 +636,3 @@ def _encode_with_progress(encoder: Encoder, texts: np.ndarray, show_progress: bo
         len(texts) / max(seconds, 1e-9),
         encoder.backend,
     )
-    return out

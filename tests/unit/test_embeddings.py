@@ -147,3 +147,39 @@ def test_unknown_backend_or_device_is_the_users_error() -> None:
         effective_backend("tensorrt", "cpu")
     with pytest.raises(InvalidInputError, match="EMBEDDING_DEVICE"):
         resolve_device("tpu")
+
+
+def test_interrupted_cold_run_keeps_the_blocks_it_finished(
+    tmp_path_factory: pytest.TempPathFactory, encoder: Encoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cache is written block by block, so a run killed half-way embeds only the rest."""
+    import transformations.embeddings as embeddings
+
+    monkeypatch.setattr(embeddings, "ENCODE_CHUNK", 2)
+    monkeypatch.setattr(embeddings, "CACHE_BLOCK", 2)
+
+    class FailsOnThirdChunk:
+        def __init__(self, model: object) -> None:
+            self.model, self.calls = model, 0
+
+        def get_sentence_embedding_dimension(self) -> int:
+            return 384
+
+        def encode(self, texts: list[str], **kwargs: object) -> np.ndarray:
+            self.calls += 1
+            if self.calls == 3:
+                raise KeyboardInterrupt
+            return self.model.encode(texts, **kwargs)  # type: ignore[attr-defined, no-any-return]
+
+    flaky = Encoder(FailsOnThirdChunk(encoder.model), encoder.model_name, encoder.backend, "cpu", 64)
+    settings = Settings(data_dir=tmp_path_factory.mktemp("interrupted"))
+    texts = generated_texts(6)
+    reviews = pd.DataFrame({"review_id": range(1, 7), "review_text": texts})
+    with pytest.raises(KeyboardInterrupt):
+        review_vectors(reviews, settings, flaky, show_progress=False)
+
+    calls = encoder.texts_encoded
+    resumed = review_vectors(reviews, settings, encoder, show_progress=False)
+    assert resumed.embedded == 2
+    assert encoder.texts_encoded == calls + 2
+    np.testing.assert_allclose(resumed.embeddings, encoder.encode(texts), atol=1e-6)
