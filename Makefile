@@ -66,7 +66,9 @@ serve: setup ## Serve features and predictions over HTTP on HOST:PORT (default 1
 monitor: setup ## Drift report: training period vs latest snapshots and the prediction log (exit 3 on drift)
 	$(BIN)/churnfs monitor
 
-demo: data ## Run the product end to end at USERS users
+demo: setup ## Run the product end to end at USERS users (data to monitoring), then summarise it
+	@mkdir -p "$(DATA_DIR)" && date +%s > "$(DATA_DIR)/.demo-started"
+	$(BIN)/churnfs generate --users $(USERS) --seed $(SEED)
 	$(BIN)/churnfs features
 	$(BIN)/churnfs online-store up
 	$(BIN)/churnfs apply
@@ -76,9 +78,8 @@ demo: data ## Run the product end to end at USERS users
 	$(BIN)/churnfs smoke
 	$(BIN)/churnfs monitor || test $$? -eq 3
 	$(BIN)/churnfs online-store down
-	@echo "demo done: world in $(DATA_DIR) (raw/, offline_store/, registry.db), MLflow in $(DATA_DIR)/mlflow.db,"
-	@echo "  drift reports in $(DATA_DIR)/reports/, prediction log in $(DATA_DIR)/predictions/."
-	@echo "  Next: make serve (API on http://127.0.0.1:8000/docs), mlflow ui --backend-store-uri sqlite:///$(DATA_DIR)/mlflow.db"
+	@$(BIN)/churnfs summary --started-at $$(cat "$(DATA_DIR)/.demo-started")
+	@echo "Next: make serve (API on http://127.0.0.1:8000/docs), mlflow ui --backend-store-uri sqlite:///$(DATA_DIR)/mlflow.db"
 
 bench: setup ## Run the benchmarks and rewrite docs/benchmarks.md
 	$(BIN)/python -m bench

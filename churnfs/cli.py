@@ -184,6 +184,20 @@ def smoke(
     console.print(f"batch /predict scored {len(result['batch']['predictions'])} users in one call")
 
 
+@app.command()
+@_clean_errors
+def summary(
+    started_at: Annotated[
+        float | None, typer.Option(help="Unix time the run began (prints the wall time since).")
+    ] = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """What the world folder holds: raw tables, offline store, registry, model, log, drift report."""
+    from churnfs.summary import world_summary
+
+    print_summary("churnfs world", world_summary(_settings(data_dir), started_at))
+
+
 from churnfs.store.commands import register as register_store_commands  # noqa: E402
 
 register_store_commands(app, _clean_errors)
