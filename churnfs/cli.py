@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Mapping
-from pathlib import Path
+from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from churnfs.cli_common import DataDirOption, console, print_summary
+from churnfs.cli_common import settings_for as _settings
 from churnfs.errors import ChurnFSError
-from churnfs.settings import Settings
 
 app = typer.Typer(
     name="churnfs",
@@ -27,21 +27,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
 err_console = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-DataDirOption = Annotated[
-    Path | None,
-    typer.Option("--data-dir", envvar="DATA_DIR", help="World folder (default: data)."),
-]
-
-
-def _settings(data_dir: Path | None) -> Settings:
-    if data_dir is None:
-        return Settings()
-    return Settings(data_dir=data_dir)
 
 
 def _clean_errors(func: F) -> F:
@@ -56,16 +44,6 @@ def _clean_errors(func: F) -> F:
             raise typer.Exit(code=exc.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-def print_summary(title: str, summary: Mapping[str, object]) -> None:
-    """Print a stage's summary as a two-column table."""
-    table = Table(title=title, show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column()
-    for key, value in summary.items():
-        table.add_row(str(key), str(value))
-    console.print(table)
 
 
 @app.callback()

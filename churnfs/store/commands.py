@@ -11,27 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from churnfs.settings import Settings
-
-DataDir = Annotated[
-    Path | None,
-    typer.Option("--data-dir", envvar="DATA_DIR", help="World folder (default: data)."),
-]
-
-
-def _settings(data_dir: Path | None) -> Settings:
-    return Settings() if data_dir is None else Settings(data_dir=data_dir)
-
-
-def _summary(title: str, summary: dict[str, object]) -> None:
-    from churnfs.cli import print_summary
-
-    print_summary(title, summary)
+from churnfs.cli_common import DataDirOption as DataDir
+from churnfs.cli_common import print_summary as _summary
+from churnfs.cli_common import settings_for as _settings
 
 
 def apply_command(data_dir: DataDir = None) -> None:
