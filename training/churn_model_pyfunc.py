@@ -40,6 +40,8 @@ MODEL_FILES = {
 PROBABILITY_COLUMN = "churn_probability"
 CONTRIB_PREFIX = "contrib__"
 FORMAT_VERSION = 1
+SMALL_BATCH_ROWS = 256
+"""Up to this many rows, CatBoost scores on the calling thread alone (see ``score_matrix``)."""
 
 # How each input feature becomes design-matrix columns:
 #   int, float -> one float column; bool -> 0.0 / 1.0; missing values stay NaN
@@ -311,8 +313,11 @@ class ChurnModel:
         elif kind == "catboost":
             from catboost import Pool
 
-            pool = Pool(x)
-            probabilities = np.asarray(est.predict_proba(pool)[:, 1], dtype=np.float64)
+            # CatBoost's own thread pool (not OpenMP, so threadpoolctl cannot cap it) spin-waits
+            # after each call: on a few rows that costs more CPU than the work itself.
+            threads = 1 if len(x) <= SMALL_BATCH_ROWS else -1
+            pool = Pool(x, thread_count=threads)
+            probabilities = np.asarray(est.predict_proba(pool, thread_count=threads)[:, 1], dtype=np.float64)
             if explain:
                 shap = est.get_feature_importance(pool, type="ShapValues", thread_count=1)
                 contributions = np.asarray(shap, dtype=np.float64)[:, :-1]
