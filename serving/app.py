@@ -7,6 +7,7 @@ Run it with ``churnfs serve`` (uvicorn on ``settings.host``/``settings.port``); 
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -73,6 +74,17 @@ def _expose_metrics(app: FastAPI, registry: CollectorRegistry) -> None:
         return Response(content=generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
+def freeze_startup_objects() -> None:
+    """Move everything allocated so far (Feast, MLflow, the model: about 500,000 objects) out of
+    the cyclic garbage collector's reach (``gc.freeze``).
+
+    A full collection walks every tracked object: 260 ms once the model is loaded, a pause every
+    request in flight would wait for. Frozen, it takes well under a millisecond; what start-up
+    allocated lives as long as the process anyway."""
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> FastAPI:
     """Build the app. Nothing connects until start-up (the lifespan), and nothing there is
     fatal: a missing registry, model or Redis shows in ``/health`` and as 503s."""
@@ -87,6 +99,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
 
             configure_logging(logging.INFO, json_logs=True)
         await run_in_threadpool(state.connect)
+        freeze_startup_objects()
         logger.info("serving ready", extra={"problems": state.problems or None})
         try:
             yield
