@@ -10,6 +10,11 @@ the same feature repository, then drives both from a separate load-generator pro
 
 ``/predict`` reads the features, scores them, explains the score and logs the prediction;
 ``feast serve``'s ``/get-online-features`` only reads the features of ``churn_model_v1``.
+Besides latency and throughput, each phase records the server's CPU seconds per answered request
+(its whole process tree: ``feast serve`` runs a gunicorn worker), and the run records the load
+average, since the machine may be shared. ``feast serve`` runs without worker recycling
+(``--max-requests 0``): its default restarts the worker every 1,000 requests, every few seconds
+at these rates, which would measure restarts rather than serving.
 
 The world: ``BENCH_SERVE_DATA_DIR`` names an existing trained world (e.g. ``data`` after
 ``make demo``) to reuse; otherwise one of ``min(users, MAX_WORLD_USERS)`` users is generated,
@@ -238,6 +243,35 @@ def loadgen_main(argv: list[str]) -> int:
     return 0
 
 
+def process_tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its live descendants."""
+    import psutil
+
+    total = 0.0
+    try:
+        root = psutil.Process(pid)
+        for proc in [root, *root.children(recursive=True)]:
+            try:
+                times = proc.cpu_times()
+                total += times.user + times.system
+            except psutil.NoSuchProcess:
+                continue
+    except psutil.NoSuchProcess:
+        pass
+    return total
+
+
+def drive_measured(
+    server_pid: int, port: int, kind: str, users: int, rate: float, seconds: float = SECONDS
+) -> dict[str, Any]:
+    """``drive``, plus the server's CPU milliseconds per answered request."""
+    before = process_tree_cpu_seconds(server_pid)
+    result = drive(port, kind, users, rate, seconds)
+    used = process_tree_cpu_seconds(server_pid) - before
+    result["cpu_ms_per_request"] = used * 1000 / max(result["ok"], 1)
+    return result
+
+
 def drive(port: int, kind: str, users: int, rate: float, seconds: float = SECONDS) -> dict[str, Any]:
     """Run the load generator in its own process (so it never shares a GIL with a server)."""
     cmd = [
@@ -317,6 +351,19 @@ def _build_world(workdir: Path, users: int) -> World:
     return World(settings.data_dir.resolve(), n, time.perf_counter() - began)
 
 
+def _champion(settings: Any) -> str:
+    """``kind vN`` of the registered champion (what ``/predict`` scores with)."""
+    from mlflow import MlflowClient
+
+    uri = settings.resolved_mlflow_tracking_uri
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    version = client.get_model_version_by_alias("churn-model", "champion")
+    kind = (
+        client.get_run(version.run_id).data.tags.get("model_kind", "unknown") if version.run_id else "unknown"
+    )
+    return f"{kind} v{version.version}"
+
+
 def _start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
     binary = shutil.which("redis-server")
     if binary is None:
@@ -391,6 +438,7 @@ def run(workdir: Path, users: int) -> list[Row]:
         began = time.perf_counter()
         materialize(settings)
         materialize_s = time.perf_counter() - began
+        champion = _champion(settings)
 
         api_port, feast_port = _free_port(), _free_port()
         logs = workdir / "logs"
@@ -414,6 +462,8 @@ def run(workdir: Path, users: int) -> list[Row]:
                     "-p",
                     str(feast_port),
                     "--no-access-log",
+                    "--max-requests",
+                    "0",
                 ],
                 cwd=REPO,
                 env=env,
@@ -422,26 +472,44 @@ def run(workdir: Path, users: int) -> list[Row]:
             )
             _wait_http(api_port, "/health", 180, api_proc)
             _wait_http(feast_port, "/health", 180, feast_proc)
-            targets = {"predict": api_port, "feast": feast_port}
-            for kind, port in targets.items():  # warm-up: imports, caches, connections
+            targets = {"predict": (api_port, api_proc.pid), "feast": (feast_port, feast_proc.pid)}
+            for kind, (port, _) in targets.items():  # warm-up: imports, caches, connections
                 drive(port, kind, world.users, rate=50, seconds=2)
+            load_before = os.getloadavg()[0]
             results: dict[tuple[str, str], dict[str, Any]] = {}
             for rate in RATES:
-                for kind, port in targets.items():
-                    results[(kind, f"{rate}")] = drive(port, kind, world.users, rate=rate)
-            for kind, port in targets.items():
-                results[(kind, "max")] = drive(port, kind, world.users, rate=0)
+                for kind, (port, pid) in targets.items():
+                    results[(kind, f"{rate}")] = drive_measured(pid, port, kind, world.users, rate=rate)
+            for kind, (port, pid) in targets.items():
+                results[(kind, "max")] = drive_measured(pid, port, kind, world.users, rate=0)
+            load_after = os.getloadavg()[0]
     finally:
         _stop(api_proc)
         _stop(feast_proc)
         _stop(redis_proc)
-    return _rows(world, results, materialize_s)
+    return _rows(world, results, materialize_s, (load_before, load_after), champion)
 
 
-def _rows(world: World, results: dict[tuple[str, str], dict[str, Any]], materialize_s: float) -> list[Row]:
+def _rows(
+    world: World,
+    results: dict[tuple[str, str], dict[str, Any]],
+    materialize_s: float,
+    load: tuple[float, float],
+    champion: str,
+) -> list[Row]:
     names = {"predict": "POST /predict/{user_id}", "feast": "feast serve /get-online-features"}
-    rows: list[Row] = []
-    note_world = f"{world.users:,} users" + (
+    rows: list[Row] = [
+        Row(
+            SUITE,
+            "1-min load average before / after the measurements",
+            f"{load[0]:.2f} / {load[1]:.2f}",
+            "",
+            "",
+            None,
+            f"{os.cpu_count()} cores; the load generator runs on the same machine",
+        )
+    ]
+    note_world = f"{world.users:,} users, champion {champion}" + (
         f", world built in {world.built_seconds:.0f} s" if world.built_seconds else " (reused)"
     )
     for rate in RATES:
@@ -449,7 +517,10 @@ def _rows(world: World, results: dict[tuple[str, str], dict[str, Any]], material
             r = results[(kind, f"{rate}")]
             goal = f"<= {P99_GOAL_MS:g} ms" if kind == "predict" and rate == GOAL_RATE else ""
             ok = (r["p99_ms"] <= P99_GOAL_MS and r["errors"] == 0) if goal else None
-            note = f"p50 {r['p50_ms']:.2f} ms, max {r['max_ms']:.1f} ms, {r['ok']}/{r['sent']} ok"
+            note = (
+                f"p50 {r['p50_ms']:.2f} ms, max {r['max_ms']:.1f} ms, {r['ok']}/{r['sent']} ok, "
+                f"server CPU {r['cpu_ms_per_request']:.2f} ms per request"
+            )
             rows.append(
                 Row(SUITE, f"{names[kind]} p99 at {rate} req/s", round(r["p99_ms"], 3), "ms", goal, ok, note)
             )
@@ -457,7 +528,8 @@ def _rows(world: World, results: dict[tuple[str, str], dict[str, Any]], material
         r = results[(kind, "max")]
         note = (
             f"{CONCURRENCY} connections for {r['seconds']:.0f} s: p50 {r['p50_ms']:.1f} ms, "
-            f"p99 {r['p99_ms']:.1f} ms, {r['errors']} errors"
+            f"p99 {r['p99_ms']:.1f} ms, {r['errors']} errors, "
+            f"server CPU {r['cpu_ms_per_request']:.2f} ms per request"
         )
         rows.append(
             Row(
