@@ -41,8 +41,12 @@ user_activity_source = _group_source(
 )
 user_review_source = _group_source(
     "user_review_features",
-    "Weekly snapshots of each user's review aggregates: ratings, VADER sentiment, "
-    "MiniLM embedding and topic mix.",
+    "Weekly snapshots of each user's review aggregates: ratings, VADER sentiment and topic mix.",
+)
+user_review_embeddings_source = _group_source(
+    "user_review_embeddings",
+    "Each user's mean MiniLM review embedding: a row at the user's first as-of time and at every "
+    "as-of time where it changed (event-sourced; the latest row at or before t is the value at t).",
 )
 churn_labels_source = _group_source(
     "churn_labels",
@@ -60,6 +64,13 @@ user_review_push = PushSource(
     name="user_review_push",
     batch_source=user_review_source,
     description="Fresh review features of one user, pushed by a refresh (same columns as the batch file).",
+    owner=OWNER,
+    tags={"team": "ml-platform", "layer": "online_refresh"},
+)
+user_review_embeddings_push = PushSource(
+    name="user_review_embeddings_push",
+    batch_source=user_review_embeddings_source,
+    description="Fresh mean review embedding of one user, pushed by a refresh (columns of the batch file).",
     owner=OWNER,
     tags={"team": "ml-platform", "layer": "online_refresh"},
 )

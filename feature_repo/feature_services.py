@@ -14,13 +14,10 @@ from feature_repo.feature_views import (
 
 churn_model_v1 = FeatureService(
     name="churn_model_v1",
-    features=[
-        user_profile_features,
-        user_activity_features,
-        # The raw 384-float embedding stays out: the model reads its compressed views (topic_vector,
-        # sentiment); the embedding is served for other uses and monitored.
-        user_review_features[[f.name for f in user_review_features.features if f.name != "review_embedding"]],
-    ],
+    # The 384-float review embedding (user_review_embeddings) stays out: the model reads its
+    # compressed views (topic_vector, sentiment); the embedding is served for other uses and
+    # monitored.
+    features=[user_profile_features, user_activity_features, user_review_features],
     description="Features of the churn model v1: profile, activity and review features "
     "(without the raw review embedding).",
     owner=OWNER,

@@ -13,6 +13,7 @@ from feature_repo.data_sources import (
     churn_labels_source,
     user_activity_push,
     user_profile_source,
+    user_review_embeddings_push,
     user_review_push,
 )
 from feature_repo.entities import OWNER, user
@@ -92,19 +93,35 @@ user_review_features = FeatureView(
         Field(
             name="recent_sentiment", dtype=Float64, description="Mean compound score of the latest 3 reviews."
         ),
-        Field(
-            name="review_embedding",
-            dtype=Array(Float32),
-            description="Mean all-MiniLM-L6-v2 sentence embedding (384 floats); served for search and "
-            "monitoring, not fed to the churn model.",
-        ),
         Field(name="topic_vector", dtype=Array(Float32), description="Mean topic distribution (K floats)."),
     ],
     source=user_review_push,
     online=True,
-    description="What the user wrote: review counts, ratings, sentiment, embedding and topics.",
+    description="What the user wrote: review counts, ratings, sentiment and topics.",
     owner=OWNER,
-    tags={"team": "ml-platform", "group": "reviews", "refresh": "push", "nlp": "vader,minilm,topics"},
+    tags={"team": "ml-platform", "group": "reviews", "refresh": "push", "nlp": "vader,topics"},
+)
+
+user_review_embeddings = FeatureView(
+    name="user_review_embeddings",
+    entities=[user],
+    # Event-sourced: a row only when the embedding changes, so no TTL (timedelta(0) disables it):
+    # the value at t is the latest row at or before t, however old.
+    ttl=timedelta(0),
+    schema=[
+        Field(name="user_id", dtype=Int64),
+        Field(
+            name="review_embedding",
+            dtype=Array(Float32),
+            description="Mean all-MiniLM-L6-v2 sentence embedding of the reviews before t (384 floats, "
+            "all zeros without reviews); served for search and monitoring, not fed to the churn model.",
+        ),
+    ],
+    source=user_review_embeddings_push,
+    online=True,
+    description="What the user wrote, as one vector: the mean sentence embedding of their reviews.",
+    owner=OWNER,
+    tags={"team": "ml-platform", "group": "reviews", "refresh": "push", "nlp": "minilm", "rows": "on-change"},
 )
 
 churn_labels = FeatureView(

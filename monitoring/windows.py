@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 PROFILE_FILE = "user_profile_features.parquet"
 ACTIVITY_FILE = "user_activity_features.parquet"
 REVIEW_FILE = "user_review_features.parquet"
+EMBEDDING_FILE = "user_review_embeddings.parquet"
 LABEL_FILE = "churn_labels.parquet"
 REVIEW_TABLE = "review_table.parquet"
 PREDICTION_LOG_GLOB = "predictions-*.jsonl"
@@ -129,7 +130,8 @@ def load_snapshots(
 ) -> pd.DataFrame:
     """Snapshot rows of the window: one as-of time per user (drawn by a hash, so every run draws
     the same), at most ``max_rows`` users; the profile, activity and review groups joined on
-    user and as-of time, plus ``churned`` where that as-of time is a label cutoff.
+    user and as-of time, the review embedding as of that time (the latest event-sourced row at or
+    before it), plus ``churned`` where that as-of time is a label cutoff.
 
     One row per user keeps the rows independent: a user seen at ten weekly snapshots would
     otherwise count ten times and make every p-value look more certain than it is.
@@ -166,6 +168,14 @@ def load_snapshots(
         joins = [
             f"JOIN read_parquet('{path}') {a} USING (user_id, event_timestamp)" for a, path in paths.items()
         ]
+        embedding_path = offline_store_dir / EMBEDDING_FILE
+        if "r" in paths and embedding_path.exists():
+            # Event-sourced rows: the embedding as of t is the user's latest row at or before t.
+            selects.append('e."review_embedding"')
+            joins.append(
+                f"ASOF LEFT JOIN read_parquet('{embedding_path}') e "
+                "ON k.user_id = e.user_id AND k.event_timestamp >= e.event_timestamp"
+            )
         if label_path.exists() and "churned" in _columns(con, label_path):
             selects.append('l."churned"')
             joins.append(f"LEFT JOIN read_parquet('{label_path}') l USING (user_id, event_timestamp)")

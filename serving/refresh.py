@@ -25,6 +25,8 @@ from serving.values import changed_features, plain_features
 
 logger = logging.getLogger(__name__)
 
+KEY_COLUMNS = ("user_id", "event_timestamp", "created_timestamp")
+
 
 def push_sources_by_view(store: Any, layout: FeatureLayout) -> dict[str, str]:
     """The feature views of the service that have a push source, and that source's name."""
@@ -35,6 +37,36 @@ def push_sources_by_view(store: Any, layout: FeatureLayout) -> dict[str, str]:
         if source is not None and type(source).__name__ == "PushSource":
             out[view] = source.name
     return out
+
+
+def companion_views(store: Any, frames: Mapping[str, pd.DataFrame], layout: FeatureLayout) -> dict[str, str]:
+    """Views recomputed with the service's groups but outside the service that have a push
+    source too (``user_review_embeddings`` beside ``user_review_features``): a refresh keeps them
+    in step, so the online embedding never lags the review stats. View -> push source name."""
+    out = {}
+    for view in frames:
+        if view in layout.views:
+            continue
+        try:
+            fv = store.get_feature_view(view, allow_registry_cache=True)
+        except Exception:  # not registered (an older registry): nothing to keep in step
+            continue
+        source = getattr(fv, "stream_source", None)
+        if source is not None and type(source).__name__ == "PushSource":
+            out[view] = source.name
+    return out
+
+
+def _online_values(store: Any, view: str, names: list[str], user_id: int) -> dict[str, Any] | None:
+    """A view's current online values for one user (None when it has none or Redis fails)."""
+    try:
+        values = store.get_online_features(
+            features=[f"{view}:{n}" for n in names], entity_rows=[{"user_id": user_id}]
+        ).to_dict()
+    except Exception:
+        return None
+    found = {n: values[n][0] for n in names if n in values}
+    return found if any(v is not None for v in found.values()) else None
 
 
 def offline_row(frame: pd.DataFrame, group_file: Path) -> pa.Table:
@@ -94,6 +126,18 @@ def refresh_user(state: ServingState, user_id: int) -> dict[str, Any]:
         rows[view] = (frame, {str(k): v for k, v in frame.iloc[0].items()})
     if not rows:
         raise ServiceUnavailableError(f"recomputing user {user_id} returned no rows: check the raw tables")
+    push_source = dict(pushable)
+    names_of = {view: list(layout.views[view]) for view in rows}
+    for view, source_name in companion_views(store, frames, layout).items():
+        frame = frames[view]
+        frame = frame[frame["user_id"] == user_id].tail(1).reset_index(drop=True)
+        if frame.empty:
+            continue
+        push_source[view] = source_name
+        names_of[view] = [
+            c for c in frame.columns if c not in ("user_id", "event_timestamp", "created_timestamp")
+        ]
+        rows[view] = (frame, {str(k): v for k, v in frame.iloc[0].items()})
 
     report_views = []
     offline_dir = state.settings.offline_store_dir
@@ -102,19 +146,25 @@ def refresh_user(state: ServingState, user_id: int) -> dict[str, Any]:
         # Offline first: whatever happens to the push, the computed row is kept.
         path = refresh_part_path(offline_dir, view, user_id, event_timestamp)
         write_parquet_atomic(offline_row(frame, offline_dir / f"{view}.parquet"), path)
-        values = plain_features({name: row.get(name) for name in layout.views[view]})
-        if state.offline is not None:
-            state.offline.update(view, user_id, event_timestamp, values)
-        previous = before.views[view]
-        before_values = {n: before.values.get(n) for n in layout.views[view]}
+        values = plain_features({name: row.get(name) for name in names_of[view]})
+        if view in layout.views:
+            if state.offline is not None:
+                state.offline.update(view, user_id, event_timestamp, values)
+            previous = before.views[view]
+            timestamp_before, source_before = previous.event_timestamp, previous.source
+            before_values = {n: before.values.get(n) for n in names_of[view]}
+        else:  # a companion view: its previous values come from the online store, if any
+            online_before = _online_values(store, view, names_of[view], user_id)
+            timestamp_before, source_before = None, "online" if online_before is not None else None
+            before_values = plain_features(online_before or {})
         changes = changed_features(before_values, values)
         report_views.append(
             {
                 "feature_view": view,
-                "push_source": pushable[view],
-                "event_timestamp_before": previous.event_timestamp,
+                "push_source": push_source[view],
+                "event_timestamp_before": timestamp_before,
                 "event_timestamp_after": event_timestamp,
-                "source_before": previous.source,
+                "source_before": source_before,
                 "changed": [{"feature": n, "before": b, "after": a} for n, b, a in changes],
                 "unchanged": len(values) - len(changes),
                 "offline_path": str(path),
@@ -127,7 +177,7 @@ def refresh_user(state: ServingState, user_id: int) -> dict[str, Any]:
         if state.online is not None and not state.online.is_up and not state.online.check()[0]:
             raise OnlineStoreUnavailableError(state.online.last_error)
         for view, (frame, _) in rows.items():
-            store.push(pushable[view], frame, to=PushMode.ONLINE)
+            store.push(push_source[view], frame, to=PushMode.ONLINE)
     except OnlineStoreUnavailableError as exc:
         state.metrics.refreshes.labels(outcome="online_failed").inc()
         raise ServiceUnavailableError(

@@ -45,13 +45,13 @@ from transformations.validation import (
 logger = logging.getLogger(__name__)
 
 GROUPS: tuple[str, ...] = ("profile", "activity", "review", "labels")
-FEATURE_VIEWS: dict[str, str] = {
-    "profile": "user_profile_features",
-    "activity": "user_activity_features",
-    "review": "user_review_features",
-    "labels": "churn_labels",
+GROUP_VIEWS: dict[str, tuple[str, ...]] = {
+    "profile": ("user_profile_features",),
+    "activity": ("user_activity_features",),
+    "review": ("user_review_features", "user_review_embeddings"),
+    "labels": ("churn_labels",),
 }
-"""Group name -> offline store file stem (and Feast feature view name)."""
+"""Group name -> the offline store files it writes (stems, also the Feast feature view names)."""
 
 
 def select_groups(groups: Sequence[str] | None, allowed: Sequence[str] = GROUPS) -> list[str]:
@@ -116,13 +116,19 @@ def review_group_features(
     as_of_times: Sequence[datetime],
     settings: Settings,
     show_progress: bool,
-) -> pa.Table:
-    """Run the NLP group (``transformations.reviews``) on clean reviews; Arrow out."""
-    from transformations.reviews import build_review_features  # loads torch: only when needed
+) -> dict[str, pa.Table]:
+    """Run the NLP group (``transformations.reviews``) on clean reviews: the snapshot table and
+    the event-sourced embedding table, as Arrow, keyed by feature view name."""
+    from transformations.reviews import build_review_features  # loads the model: only when needed
 
-    frame = build_review_features(
+    tables = build_review_features(
         reviews.to_pandas(), users_frame(users), as_of_times, settings, show_progress=show_progress
     )
+    views = GROUP_VIEWS["review"]
+    return {views[0]: _arrow(tables.snapshots), views[1]: _arrow(tables.embeddings)}
+
+
+def _arrow(frame: pd.DataFrame) -> pa.Table:
     # drop pandas' schema metadata: its ArrowDtype names make list columns unreadable by to_pandas
     table = pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
     return table.set_column(
@@ -224,7 +230,10 @@ def build_features(
     quarantine: dict[str, Split] = {}
 
     def write_group(group: str, table: pa.Table) -> None:
-        name = FEATURE_VIEWS[group]
+        (name,) = GROUP_VIEWS[group]
+        write_view(name, table)
+
+    def write_view(name: str, table: pa.Table) -> None:
         write_offline_group(
             with_created_timestamp(table, created), settings.offline_store_dir / f"{name}.parquet"
         )
@@ -258,9 +267,10 @@ def build_features(
                     "review_table", lambda t: quarantine_reviews(t, users, spec.start, spec.end)
                 )
             with steps.step("review features"), steps.paused():
-                write_group(
-                    "review", review_group_features(reviews, users, as_of_times, settings, show_progress)
-                )
+                tables = review_group_features(reviews, users, as_of_times, settings, show_progress)
+                for name, table in tables.items():
+                    write_view(name, table)
+                del tables
         with steps.step("quarantine: write"):
             for table_name, split in quarantine.items():
                 write_parquet_atomic(split.quarantined, settings.quarantine_dir / f"{table_name}.parquet")

@@ -20,7 +20,7 @@ from churnfs.settings import Settings
 from churnfs.world import load_world_spec
 from transformations.activity import build_activity_features
 from transformations.job import (
-    FEATURE_VIEWS,
+    GROUP_VIEWS,
     read_raw_table,
     review_group_features,
     select_groups,
@@ -55,7 +55,8 @@ def recompute_user(
     groups: Sequence[str] = REFRESH_GROUPS,
 ) -> dict[str, pd.DataFrame]:
     """One user's feature rows as of ``as_of``, keyed by feature view name
-    (``user_profile_features``, ``user_activity_features``, ``user_review_features``).
+    (``user_profile_features``, ``user_activity_features``, ``user_review_features`` and
+    ``user_review_embeddings``).
 
     Each frame has one row with the offline store's columns (``created_timestamp`` is now) and the
     dtypes ``pd.read_parquet`` gives for the offline store's files.
@@ -83,17 +84,17 @@ def recompute_user(
 
     tables: dict[str, pa.Table] = {}
     if "profile" in selected:
-        tables["profile"] = build_profile_features(users, [as_of])
+        tables[GROUP_VIEWS["profile"][0]] = build_profile_features(users, [as_of])
     if "activity" in selected:
         split = quarantine_events(
             read_raw_table(settings, "event_logs", user_id=user_id), users, spec.start, spec.end
         )
         _log_quarantine("event_logs", split, user_id)
-        tables["activity"] = build_activity_features(split.clean, users, [as_of])
+        tables[GROUP_VIEWS["activity"][0]] = build_activity_features(split.clean, users, [as_of])
     if "review" in selected:
         split = quarantine_reviews(
             read_raw_table(settings, "review_table", user_id=user_id), users, spec.start, spec.end
         )
         _log_quarantine("review_table", split, user_id)
-        tables["review"] = review_group_features(split.clean, users, [as_of], settings, show_progress=False)
-    return {FEATURE_VIEWS[g]: with_created_timestamp(t, created).to_pandas() for g, t in tables.items()}
+        tables.update(review_group_features(split.clean, users, [as_of], settings, show_progress=False))
+    return {view: with_created_timestamp(t, created).to_pandas() for view, t in tables.items()}

@@ -4,6 +4,7 @@ the consistency check catching a corrupted value, and clear errors."""
 from __future__ import annotations
 
 import shutil
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,8 @@ from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
 
-ONLINE_VIEWS = ["user_activity_features", "user_profile_features", "user_review_features"]
+SERVED_VIEWS = ["user_activity_features", "user_profile_features", "user_review_features"]
+ONLINE_VIEWS = sorted([*SERVED_VIEWS, "user_review_embeddings"])
 
 
 def _client(settings: Settings) -> redis.Redis:
@@ -69,18 +71,20 @@ def test_registry_holds_views_typed_by_the_contract_with_descriptions_and_owners
     assert types["categorical_event_vector"] == Array(Float32)
     assert types["review_embedding"] == Array(Float32) and types["topic_vector"] == Array(Float32)
     assert len(views["user_activity_features"].features) == 16
-    assert len(views["user_review_features"].features) == 10
+    assert len(views["user_review_features"].features) == 9
+    assert [f.name for f in views["user_review_embeddings"].features] == ["review_embedding"]
+    assert views["user_review_embeddings"].ttl == timedelta(0)  # event-sourced: no expiry
     (entity,) = store.list_entities()
     assert entity.join_key == "user_id" and entity.description and entity.owner
     push_sources = {s.name for s in store.list_data_sources() if type(s).__name__ == "PushSource"}
-    assert push_sources == {"user_activity_push", "user_review_push"}
+    assert push_sources == {"user_activity_push", "user_review_push", "user_review_embeddings_push"}
 
 
 def test_churn_model_v1_serves_every_feature_but_the_raw_review_embedding(store: FeatureStore) -> None:
     service = store.get_feature_service("churn_model_v1")
     served = {p.name: [f.name for f in p.features] for p in service.feature_view_projections}
-    assert set(served) == set(ONLINE_VIEWS)
-    assert "review_embedding" not in served["user_review_features"]
+    assert set(served) == set(SERVED_VIEWS)
+    assert "review_embedding" not in {f for features in served.values() for f in features}
     assert {"topic_vector", "sentiment_score"} <= set(served["user_review_features"])
     assert len(served["user_profile_features"]) == 7 and len(served["user_activity_features"]) == 16
     assert service.description and service.owner
@@ -147,7 +151,7 @@ def test_bulk_engine_writes_exactly_the_bytes_of_feasts_own_engine(
         replies = pipe.execute()
     try:
         ours, feasts = replies[0::2], replies[1::2]
-        assert all(len(h) == 3 + 7 + 16 + 10 for h in ours)  # three _ts fields and 33 features
+        assert all(len(h) == 4 + 7 + 16 + 9 + 1 for h in ours)  # four _ts fields (one per view), 33 features
         differing = [u for u, a, b in zip(users, ours, feasts, strict=True) if a != b]
         assert differing == []
     finally:

@@ -88,7 +88,7 @@ def test_feature_references_with_full_names_and_the_embedding_read_like_feast(
     store: FeatureStore, feast_store: FeatureStore, users: list[int]
 ) -> None:
     refs = [
-        "user_review_features:review_embedding",
+        "user_review_embeddings:review_embedding",
         "user_profile_features:country",
         "user_activity_features:categorical_event_vector",
         "user_review_features:has_reviews",
@@ -99,7 +99,7 @@ def test_feature_references_with_full_names_and_the_embedding_read_like_feast(
         _assert_same(
             ours, feast_store.get_online_features(features=refs, entity_rows=rows, full_feature_names=full)
         )
-    embedding = ours.to_dict()["user_review_features__review_embedding"]
+    embedding = ours.to_dict()["user_review_embeddings__review_embedding"]
     assert all(len(v) == 384 for v in embedding)
 
 

@@ -311,7 +311,12 @@ def test_refresh_recomputes_pushes_online_and_appends_offline(
     as_of = datetime.fromisoformat(body["as_of"])
     assert abs((datetime.now(UTC) - as_of).total_seconds()) < 120 and body["online_written"] is True
     views = {v["feature_view"]: v for v in body["views"]}
-    assert set(views) == {"user_activity_features", "user_review_features"}
+    # user_review_embeddings is outside churn_model_v1 but recomputed with the review group:
+    # the refresh keeps it in step.
+    assert set(views) == {"user_activity_features", "user_review_features", "user_review_embeddings"}
+    embedding_view = views["user_review_embeddings"]
+    assert embedding_view["push_source"] == "user_review_embeddings_push"
+    assert embedding_view["source_before"] == "online"
     activity = views["user_activity_features"]
     assert activity["push_source"] == "user_activity_push" and activity["source_before"] == "online"
     assert datetime.fromisoformat(activity["event_timestamp_after"]) == as_of
@@ -333,6 +338,19 @@ def test_refresh_recomputes_pushes_online_and_appends_offline(
             if name in row.index:
                 _assert_close(after["features"][name], row[name], f"online {name}")
                 _assert_close(part[0][name], row[name], f"offline {name}")
+    embedding = np.asarray(expected["user_review_embeddings"].iloc[0]["review_embedding"], np.float32)
+    part = pq.read_table(Path(embedding_view["offline_path"])).to_pylist()
+    np.testing.assert_array_equal(np.asarray(part[0]["review_embedding"], np.float32), embedding)
+    from churnfs.store import get_store
+
+    online = (
+        get_store(served.settings)
+        .get_online_features(
+            features=["user_review_embeddings:review_embedding"], entity_rows=[{"user_id": user_id}]
+        )
+        .to_dict()
+    )
+    np.testing.assert_array_equal(np.asarray(online["review_embedding"][0], np.float32), embedding)
     assert client.get("/health").json()["last_refresh"] is not None
 
 

@@ -14,7 +14,7 @@ from churnfs.errors import MissingDataError
 from churnfs.settings import Settings
 from churnfs.world import WorldSpec
 from transformations.embeddings import Encoder, load_encoder
-from transformations.reviews import FEATURES, build_review_features
+from transformations.reviews import EMBEDDING_FEATURES, FEATURES, ReviewFeatureTables, build_review_features
 from transformations.sentiment import sentiment_scores
 from transformations.topics import (
     MIN_FIT_REVIEWS,
@@ -91,10 +91,25 @@ def world(tmp_path_factory: pytest.TempPathFactory, encoder: Encoder) -> Setting
     return settings
 
 
-def build(reviews: pd.DataFrame, world: Settings, encoder: Encoder) -> pd.DataFrame:
+def build_tables(reviews: pd.DataFrame, world: Settings, encoder: Encoder) -> ReviewFeatureTables:
     return build_review_features(
         reviews, hand_made_users(), AS_OF, world, show_progress=False, encoder=encoder
     )
+
+
+def build(reviews: pd.DataFrame, world: Settings, encoder: Encoder) -> pd.DataFrame:
+    """The snapshots, each with ``review_embedding`` as of its time: the user's latest embedding
+    row at or before it, as Feast's point-in-time join (no TTL) reads the event-sourced view."""
+    tables = build_tables(reviews, world, encoder)
+    joined = pd.merge_asof(
+        tables.snapshots.sort_values("event_timestamp", kind="stable"),
+        tables.embeddings.sort_values("event_timestamp", kind="stable"),
+        on="event_timestamp",
+        by="user_id",
+        direction="backward",
+    )
+    assert joined["review_embedding"].notna().all()  # every snapshot has an embedding as of it
+    return joined.sort_values(["event_timestamp", "user_id"]).reset_index(drop=True)
 
 
 def row(features: pd.DataFrame, user_id: int, as_of: datetime) -> pd.Series:
@@ -106,13 +121,31 @@ def row(features: pd.DataFrame, user_id: int, as_of: datetime) -> pd.Series:
 def test_review_features_have_one_row_per_user_signed_up_before_each_as_of(
     world: Settings, encoder: Encoder
 ) -> None:
-    features = build(hand_made_reviews(), world, encoder)
+    tables = build_tables(hand_made_reviews(), world, encoder)
+    features = tables.snapshots
     assert list(features.columns) == ["user_id", "event_timestamp", *FEATURES]
+    assert list(tables.embeddings.columns) == ["user_id", "event_timestamp", *EMBEDDING_FEATURES]
     keys = list(zip(features.user_id, features.event_timestamp, strict=True))
     # Ordered by as-of time, then user: the offline store's order, written without a re-sort.
     assert keys == [(1, AS_OF[0]), (2, AS_OF[0]), (1, AS_OF[1]), (2, AS_OF[1]), (3, AS_OF[1])]
     assert features.user_id.dtype == np.int64
     assert str(features.event_timestamp.dt.tz) == "UTC"
+
+
+def test_embedding_rows_exist_only_where_a_users_reviews_changed(world: Settings, encoder: Encoder) -> None:
+    """User 1 reviews before both as-of times (two rows), user 2 never (one all-zero row at the
+    first as-of time, none at the second), user 3 signs up between them (one row)."""
+    embeddings = build_tables(hand_made_reviews(), world, encoder).embeddings
+    keys = list(zip(embeddings.user_id, embeddings.event_timestamp, strict=True))
+    assert keys == [(1, AS_OF[0]), (2, AS_OF[0]), (1, AS_OF[1]), (3, AS_OF[1])]
+    vectors = {
+        k: np.asarray(v, dtype=np.float32) for k, v in zip(keys, embeddings.review_embedding, strict=True)
+    }
+    assert not vectors[(2, AS_OF[0])].any()
+    np.testing.assert_allclose(vectors[(3, AS_OF[1])], encoder.encode([TEXT[6]])[0], atol=1e-6)
+    np.testing.assert_allclose(
+        vectors[(1, AS_OF[1])], encoder.encode([TEXT[i] for i in range(1, 6)]).mean(axis=0), atol=1e-6
+    )
 
 
 def test_review_stats_match_hand_computed_values(world: Settings, encoder: Encoder) -> None:
