@@ -44,6 +44,8 @@ MIN_FIT_REVIEWS = TOPIC_COUNT
 is logged as weak (tiny worlds), not refused."""
 WELL_FITTED_REVIEWS = 20 * TOPIC_COUNT
 SEED = 0
+MAX_FIT_REVIEWS = 20_000
+"""Reviews the topic model is fitted on, at most (a seeded sample of the training period's)."""
 
 
 @dataclass(frozen=True)
@@ -93,11 +95,18 @@ def load_topic_model(settings: Settings, embedding_model: str) -> TopicModel | N
 
 
 def fit_centroids(embeddings: np.ndarray, k: int = TOPIC_COUNT, seed: int = SEED) -> np.ndarray:
-    """Spherical k-means: k-means on unit vectors, centroids re-normalised to unit length."""
+    """Spherical k-means: k-means on unit vectors, centroids re-normalised to unit length.
+
+    At most ``MAX_FIT_REVIEWS`` reviews (a seeded sample) take part: six topics need no more, and
+    the fit's time grows with them (38,000 reviews at 100,000 users: 13 s; 20,000: 6 s)."""
     from sklearn.cluster import KMeans
 
+    embeddings = np.asarray(embeddings, dtype=np.float32)
+    if len(embeddings) > MAX_FIT_REVIEWS:
+        sample = np.random.default_rng(seed).choice(len(embeddings), MAX_FIT_REVIEWS, replace=False)
+        embeddings = embeddings[np.sort(sample)]
     km = KMeans(n_clusters=k, n_init=10, random_state=seed)
-    km.fit(np.asarray(embeddings, dtype=np.float32))
+    km.fit(embeddings)
     centroids = km.cluster_centers_.astype(np.float32)
     return centroids / np.linalg.norm(centroids, axis=1, keepdims=True)
 
