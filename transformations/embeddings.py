@@ -272,7 +272,10 @@ class OpenVinoGraph:
             "PERFORMANCE_HINT": "THROUGHPUT",
             "INFERENCE_NUM_THREADS": threads,
         }
-        self._compiled = ov.Core().compile_model(str(path), "CPU", config)
+        core = ov.Core()
+        # Compiled-model cache beside the graph: later runs load it instead of compiling again.
+        core.set_property({"CACHE_DIR": str(path.parent / "openvino_cache")})
+        self._compiled = core.compile_model(str(path), "CPU", config)
         self._requests = max(1, int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
         self.input_names = frozenset(i.get_any_name() for i in self._compiled.inputs)
         outputs = self._compiled.outputs
