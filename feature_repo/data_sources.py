@@ -53,24 +53,19 @@ churn_labels_source = _group_source(
     "Churn labels: 1 if the user churns within 30 days after the cutoff (event_timestamp). Training only.",
 )
 
-user_activity_push = PushSource(
-    name="user_activity_push",
-    batch_source=user_activity_source,
-    description="Fresh activity features of one user, pushed by a refresh (same columns as the batch file).",
-    owner=OWNER,
-    tags={"team": "ml-platform", "layer": "online_refresh"},
-)
-user_review_push = PushSource(
-    name="user_review_push",
-    batch_source=user_review_source,
-    description="Fresh review features of one user, pushed by a refresh (same columns as the batch file).",
-    owner=OWNER,
-    tags={"team": "ml-platform", "layer": "online_refresh"},
-)
-user_review_embeddings_push = PushSource(
-    name="user_review_embeddings_push",
-    batch_source=user_review_embeddings_source,
-    description="Fresh mean review embedding of one user, pushed by a refresh (columns of the batch file).",
-    owner=OWNER,
-    tags={"team": "ml-platform", "layer": "online_refresh"},
+
+def _push_source(name: str, batch_source: FileSource, what: str) -> PushSource:
+    return PushSource(
+        name=name,
+        batch_source=batch_source,
+        description=f"Fresh {what} of one user, pushed by a refresh (the batch file's columns).",
+        owner=OWNER,
+        tags={"team": "ml-platform", "layer": "online_refresh"},
+    )
+
+
+user_activity_push = _push_source("user_activity_push", user_activity_source, "activity features")
+user_review_push = _push_source("user_review_push", user_review_source, "review features")
+user_review_embeddings_push = _push_source(
+    "user_review_embeddings_push", user_review_embeddings_source, "mean review embedding"
 )

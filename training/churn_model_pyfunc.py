@@ -132,17 +132,22 @@ def _numeric_column(values: pd.Series) -> np.ndarray:
     return pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
 
+def _checked_vector(name: str, row: int, value: Any, length: int) -> np.ndarray:
+    """One row's vector feature as float64, refused when its length is not the model's."""
+    vector = np.asarray(value, dtype=np.float64).ravel()
+    if vector.size != length:
+        raise ValueError(
+            f"feature {name!r}: row {row} has {vector.size} components, the model expects {length}"
+        )
+    return vector
+
+
 def _vector_block(name: str, values: pd.Series, length: int) -> np.ndarray:
     block = np.full((len(values), length), np.nan, dtype=np.float64)
     for row, value in enumerate(values.to_numpy()):
         if _is_missing(value):
             continue
-        vector = np.asarray(value, dtype=np.float64).ravel()
-        if vector.size != length:
-            raise ValueError(
-                f"feature {name!r}: row {row} has {vector.size} components, the model expects {length}"
-            )
-        block[row] = vector
+        block[row] = _checked_vector(name, row, value, length)
     return block
 
 
@@ -225,12 +230,7 @@ class RowEncoder:
                 value = row[name]
                 if _is_missing(value):
                     continue
-                vector = np.asarray(value, dtype=np.float64).ravel()
-                if vector.size != length:
-                    raise ValueError(
-                        f"feature {name!r}: row {i} has {vector.size} components, the model expects {length}"
-                    )
-                out[start : start + length] = vector
+                out[start : start + length] = _checked_vector(name, i, value, length)
         return x
 
 
