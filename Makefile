@@ -72,7 +72,7 @@ demo: setup ## Run the product end to end at USERS users (data to monitoring), t
 	$(BIN)/churnfs features
 	$(BIN)/churnfs online-store up
 	$(BIN)/churnfs apply
-	$(BIN)/churnfs materialize
+	$(BIN)/churnfs materialize --replace
 	$(BIN)/churnfs check-consistency
 	$(BIN)/churnfs train
 	$(BIN)/churnfs smoke

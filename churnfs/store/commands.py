@@ -31,6 +31,14 @@ def materialize_command(
     end: Annotated[
         datetime | None, typer.Option(help="Materialize up to this UTC time (default: the world's end).")
     ] = None,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace",
+            help="Delete this project's online values first: needed after rebuilding the offline store "
+            "(Feast keeps a stored value whose event time is not older than the new one).",
+        ),
+    ] = False,
     data_dir: DataDir = None,
 ) -> None:
     """Load the latest feature values into the online store (same engine as `feast materialize`)."""
@@ -38,7 +46,8 @@ def materialize_command(
 
     from churnfs.store import materialize
 
-    _summary("materialize", materialize(_settings(data_dir), end.replace(tzinfo=UTC) if end else None))
+    summary = materialize(_settings(data_dir), end.replace(tzinfo=UTC) if end else None, replace=replace)
+    _summary("materialize", summary)
 
 
 def materialize_window_command(data_dir: DataDir = None) -> None:

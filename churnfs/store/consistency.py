@@ -76,7 +76,9 @@ class ConsistencyReport:
         raise ConsistencyError(
             f"online store differs from the offline store in {self.mismatch_count} of "
             f"{self.users * self.features} values as of {self.as_of.isoformat()}: {first}. "
-            "Re-run `make materialize` (or look for a writer bypassing Feast)."
+            "Re-run `make materialize`; if the offline store was rebuilt since the last materialize, "
+            "run `churnfs materialize --replace` (Feast keeps a stored value whose event time is not "
+            "older than the new one); else look for a writer bypassing Feast."
         )
 
 

@@ -234,9 +234,15 @@ def materialization_window(settings: Settings, end: datetime | None = None) -> t
     return spec.start, end
 
 
-def materialize(settings: Settings, end: datetime | None = None) -> dict[str, Any]:
+def materialize(settings: Settings, end: datetime | None = None, replace: bool = False) -> dict[str, Any]:
     """Load the latest feature values up to ``end`` (default: the world's end) into the online
-    store, through the batch engine of feature_store.yaml."""
+    store, through the batch engine of feature_store.yaml.
+
+    With ``replace``, this project's online values are deleted first (Feast's own teardown of the
+    online views). Needed after the offline store was rebuilt with other values at the same as-of
+    times: like Feast, the engine keeps a stored value whose event time is not older than the new
+    one, so a plain materialize would leave the old values in place (the consistency check sees it).
+    """
     import redis
 
     start, end = materialization_window(settings, end)
@@ -250,6 +256,8 @@ def materialize(settings: Settings, end: datetime | None = None) -> dict[str, An
             raise MissingDataError(f"{fv.name}: {path} does not exist: run `make features` first")
     began = time.perf_counter()
     try:
+        if replace:
+            store._get_provider().teardown_infra(store.project, views, store.list_entities())  # type: ignore[attr-defined]
         store.materialize(start_date=start, end_date=end, feature_views=[fv.name for fv in views])
     except redis.ConnectionError as exc:
         raise OnlineStoreUnavailableError(f"lost the online store while materializing: {exc}") from None
@@ -260,6 +268,7 @@ def materialize(settings: Settings, end: datetime | None = None) -> dict[str, An
         "start": start.isoformat(),
         "end": end.isoformat(),
         "feature views": ", ".join(fv.name for fv in views),
+        "replaced": "yes: the project's online values were deleted first" if replace else "no",
         "rows written": sum(written.values()) if written else "n/a (Feast's local engine)",
         "seconds": round(seconds, 2),
     }

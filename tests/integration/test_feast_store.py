@@ -201,6 +201,29 @@ def test_a_corrupted_online_value_is_caught_and_named(feast_world: Settings) -> 
     assert check_consistency(feast_world, sample=40, seed=3).ok
 
 
+def test_replace_mends_a_stale_value_a_plain_materialize_keeps(feast_world: Settings) -> None:
+    """A value from an earlier build at the same event time survives a plain materialize (Feast
+    keeps a stored value whose event time is not older); ``replace`` deletes and rewrites it."""
+    client = _client(feast_world)
+    users = check_consistency(feast_world, sample=40, seed=5).user_ids
+    user = users[3]
+    field = field_key("user_activity_features", "total_events")
+    original = client.hget(_key(user), field)
+    assert original is not None
+    value = ValueProto()
+    value.ParseFromString(original)
+    client.hset(_key(user), field, ValueProto(int64_val=value.int64_val + 7).SerializeToString())
+    try:
+        materialize(feast_world)
+        assert check_consistency(feast_world, sample=40, seed=5).mismatch_count == 1
+        summary = materialize(feast_world, replace=True)
+        assert summary["replaced"].startswith("yes")
+        assert client.hget(_key(user), field) == original
+        assert check_consistency(feast_world, sample=40, seed=5).ok
+    finally:
+        client.hset(_key(user), field, original)
+
+
 def test_materialize_again_keeps_a_newer_pushed_value_and_writes_nothing(
     feast_world: Settings, store: FeatureStore
 ) -> None:
