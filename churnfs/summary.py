@@ -16,7 +16,13 @@ from churnfs.settings import Settings
 from churnfs.tracking import mlflow_session
 
 RAW_TABLES = ("user_table", "event_logs", "review_table", "target_table")
-OFFLINE_GROUPS = ("user_profile_features", "user_activity_features", "user_review_features", "churn_labels")
+OFFLINE_GROUPS = (
+    "user_profile_features",
+    "user_activity_features",
+    "user_review_features",
+    "user_review_embeddings",
+    "churn_labels",
+)
 
 
 def _rows(path: Path) -> int | None:
