@@ -173,17 +173,24 @@ def _app() -> typer.Typer:
     return app
 
 
-def test_a_corrupted_online_value_is_caught_and_named(feast_world: Settings) -> None:
-    client = _client(feast_world)
-    clean = check_consistency(feast_world, sample=40, seed=3)
-    assert clean.ok
-    user = clean.user_ids[7]
+def _add_to_total_events(client: redis.Redis, user: int, delta: int) -> tuple[bytes, bytes, ValueProto]:
+    """Overwrite one user's online ``total_events`` with its value + ``delta`` (same event time);
+    returns the field, the original bytes (to restore) and the original value."""
     field = field_key("user_activity_features", "total_events")
     original = client.hget(_key(user), field)
     assert original is not None
     value = ValueProto()
     value.ParseFromString(original)
-    client.hset(_key(user), field, ValueProto(int64_val=value.int64_val + 1000).SerializeToString())
+    client.hset(_key(user), field, ValueProto(int64_val=value.int64_val + delta).SerializeToString())
+    return field, original, value
+
+
+def test_a_corrupted_online_value_is_caught_and_named(feast_world: Settings) -> None:
+    client = _client(feast_world)
+    clean = check_consistency(feast_world, sample=40, seed=3)
+    assert clean.ok
+    user = clean.user_ids[7]
+    field, original, value = _add_to_total_events(client, user, 1000)
     try:
         report = check_consistency(feast_world, sample=40, seed=3)
         assert report.mismatch_count == 1
@@ -207,12 +214,7 @@ def test_replace_mends_a_stale_value_a_plain_materialize_keeps(feast_world: Sett
     client = _client(feast_world)
     users = check_consistency(feast_world, sample=40, seed=5).user_ids
     user = users[3]
-    field = field_key("user_activity_features", "total_events")
-    original = client.hget(_key(user), field)
-    assert original is not None
-    value = ValueProto()
-    value.ParseFromString(original)
-    client.hset(_key(user), field, ValueProto(int64_val=value.int64_val + 7).SerializeToString())
+    field, original, _ = _add_to_total_events(client, user, 7)
     try:
         materialize(feast_world)
         assert check_consistency(feast_world, sample=40, seed=5).mismatch_count == 1
