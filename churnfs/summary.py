@@ -33,19 +33,27 @@ def _size(path: Path) -> str:
     return f"{path.stat().st_size / 1e6:,.0f} MB"
 
 
+def _line_count(path: Path) -> int:
+    with path.open("rb") as lines:
+        return sum(1 for _ in lines)
+
+
 def _champion(settings: Settings) -> str:
     """``churn-model vN (estimator), validation ROC-AUC x`` or why there is none."""
     uri = settings.resolved_mlflow_tracking_uri
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).exists():
         return "none (run `make train`)"
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
     with mlflow_session(settings):
         client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         try:
             version = client.get_model_version_by_alias("churn-model", "champion")
-        except Exception:
-            return "none (run `make train`)"
+        except MlflowException as exc:
+            if "RESOURCE_DOES_NOT_EXIST" in str(exc.error_code) or "not found" in str(exc).lower():
+                return "none (run `make train`)"
+            return f"registry at {uri} failed: {exc.message}"
         run = client.get_run(version.run_id) if version.run_id else None
     if run is None:
         return f"churn-model v{version.version}"
@@ -86,7 +94,7 @@ def world_summary(settings: Settings, started_at: float | None = None) -> dict[s
     out["online store"] = settings.redis_connection_string.split(",password=")[0]
     out["model"] = _champion(settings)
     logged = sorted(settings.prediction_log_dir.glob("predictions-*.jsonl"))
-    lines = sum(sum(1 for _ in p.open(encoding="utf-8")) for p in logged)
+    lines = sum(_line_count(p) for p in logged)
     out["prediction log"] = f"{lines:,} predictions in {settings.prediction_log_dir}" if logged else "empty"
     report, verdict = _latest_report(settings)
     out["drift report"] = f"{report} ({verdict})" if verdict else report

@@ -60,8 +60,9 @@ REVIEW_FEATURES = (
     "review_embedding",
     "topic_vector",
 )
-"""Review-group features that describe a reviewer (``has_reviews`` is left out: it is the
-share of reviewers itself)."""
+"""Review features that describe a reviewer: ``user_review_features`` and the embedding of the
+event-sourced ``user_review_embeddings``, joined as of each snapshot (``has_reviews`` is left
+out: it is the share of reviewers itself)."""
 
 
 @dataclass

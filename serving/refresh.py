@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from feast.errors import FeatureViewNotFoundException
 
 from churnfs.errors import ServiceUnavailableError
 from churnfs.io import write_parquet_atomic
@@ -49,7 +50,8 @@ def companion_views(store: Any, frames: Mapping[str, pd.DataFrame], layout: Feat
             continue
         try:
             fv = store.get_feature_view(view, allow_registry_cache=True)
-        except Exception:  # not registered (an older registry): nothing to keep in step
+        except FeatureViewNotFoundException:  # an older registry: nothing to keep in step
+            logger.warning("refresh: %s is not in the registry (run `make apply`); not pushed", view)
             continue
         source = getattr(fv, "stream_source", None)
         if source is not None and type(source).__name__ == "PushSource":
@@ -58,12 +60,16 @@ def companion_views(store: Any, frames: Mapping[str, pd.DataFrame], layout: Feat
 
 
 def _online_values(store: Any, view: str, names: list[str], user_id: int) -> dict[str, Any] | None:
-    """A view's current online values for one user (None when it has none or Redis fails)."""
+    """A view's current online values for one user (None when it has none; a Redis failure is
+    logged and reads as none: the push that follows reports the outage)."""
+    import redis
+
     try:
         values = store.get_online_features(
             features=[f"{view}:{n}" for n in names], entity_rows=[{"user_id": user_id}]
         ).to_dict()
-    except Exception:
+    except redis.RedisError as exc:
+        logger.warning("refresh: cannot read %s's previous values of user %s: %s", view, user_id, exc)
         return None
     found = {n: values[n][0] for n in names if n in values}
     return found if any(v is not None for v in found.values()) else None
@@ -134,9 +140,7 @@ def refresh_user(state: ServingState, user_id: int) -> dict[str, Any]:
         if frame.empty:
             continue
         push_source[view] = source_name
-        names_of[view] = [
-            c for c in frame.columns if c not in ("user_id", "event_timestamp", "created_timestamp")
-        ]
+        names_of[view] = [c for c in frame.columns if c not in KEY_COLUMNS]
         rows[view] = (frame, {str(k): v for k, v in frame.iloc[0].items()})
 
     report_views = []

@@ -296,11 +296,13 @@ class OpenVinoGraph:
                 failures.append(exc)
 
         queue.set_callback(done)
-        for key, feed in batches:
-            if failures:
-                break
-            queue.start_async(feed, key)
-        queue.wait_all()
+        try:
+            for key, feed in batches:
+                if failures:
+                    break
+                queue.start_async(feed, key)
+        finally:
+            queue.wait_all()  # never return (or raise) with requests still writing into the output
         if failures:
             raise failures[0]
 
