@@ -104,7 +104,8 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         try:
             yield
         finally:
-            state.close()
+            # close() joins the batching worker, whose last answers are settled on this loop.
+            await run_in_threadpool(state.close)
 
     app = FastAPI(
         title="churnfs serving",

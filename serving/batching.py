@@ -18,7 +18,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from redis import RedisError
+
+from churnfs.errors import ServiceUnavailableError
+
 logger = logging.getLogger(__name__)
+
+SHARED_FAILURES: tuple[type[Exception], ...] = (ServiceUnavailableError, RedisError)
+"""Failures of the whole batch, not of a row (the model, the registry or Redis is unavailable):
+every request gets the error at once instead of one failing call after another."""
 
 MAX_BATCH = 64
 """At most this many queued requests go into one call."""
@@ -103,14 +111,26 @@ class PredictionBatcher:
                     break
                 batch.append(item)
             if self.on_batch is not None:
-                self.on_batch(len(batch))
+                try:
+                    self.on_batch(len(batch))
+                except Exception:  # a metric must never cost a batch its answers
+                    logger.warning("batch-size callback failed", exc_info=True)
             self._score(batch)
             if stop:
                 return
 
     def _score(self, batch: list[_Pending]) -> None:
+        """Score a batch and answer every request in it, whatever happens. A failure shared by all
+        rows (the store or the model is unavailable) answers them all at once; any other failure
+        retries each request alone, so one bad row fails only its own request."""
         try:
-            results = self.score_many([p.user_id for p in batch], [p.request_id for p in batch])
+            results = list(self.score_many([p.user_id for p in batch], [p.request_id for p in batch]))
+            if len(results) != len(batch):
+                raise RuntimeError(f"scored {len(results)} of {len(batch)} users")
+        except SHARED_FAILURES as exc:
+            for pending in batch:
+                self._answer(pending, None, exc)
+            return
         except Exception as exc:  # handed to the waiting request, whose handlers answer it
             if len(batch) > 1:
                 for pending in batch:
@@ -118,6 +138,10 @@ class PredictionBatcher:
                 return
             self._answer(batch[0], None, exc)
             return
+        except BaseException as exc:  # never leave a request waiting, even on the way out
+            for pending in batch:
+                self._answer(pending, None, exc)
+            raise
         for pending, result in zip(batch, results, strict=True):
             self._answer(pending, result, None)
 

@@ -121,3 +121,53 @@ def test_an_error_of_the_whole_call_reaches_every_request(error: Exception) -> N
     finally:
         batcher.close()
     assert all(r is error for r in results)
+
+
+def test_a_shared_failure_answers_the_whole_batch_in_one_call() -> None:
+    """Redis or the model being unavailable is no row's fault: no one-by-one retries."""
+    from churnfs.errors import ServiceUnavailableError
+
+    scorer = Scorer(hold_first=True)
+    calls_before_failing = 1
+
+    def unavailable(user_ids: Sequence[int], request_ids: Sequence[str]) -> list[Any]:
+        if len(scorer.calls) >= calls_before_failing:
+            scorer.calls.append(list(user_ids))
+            raise ServiceUnavailableError("no model registered: run `make train`")
+        return scorer(user_ids, request_ids)
+
+    batcher = PredictionBatcher(unavailable)
+    try:
+        results = asyncio.run(_submit_all(batcher, scorer, [1, 2, 3, 4]))
+    finally:
+        batcher.close()
+    assert scorer.calls == [[1], [2, 3, 4]]  # the batch failed once, and was not retried alone
+    assert results[0]["score"] == 10
+    assert all(isinstance(r, ServiceUnavailableError) and "make train" in str(r) for r in results[1:])
+
+
+def test_a_failing_batch_size_callback_costs_no_answer() -> None:
+    def broken_metric(size: int) -> None:
+        raise RuntimeError("metrics backend down")
+
+    batcher = PredictionBatcher(Scorer(), on_batch=broken_metric)
+    try:
+        assert asyncio.run(batcher.submit(3, "r"))["score"] == 30
+    finally:
+        batcher.close()
+
+
+def test_a_call_returning_too_few_results_fails_each_request_not_the_worker() -> None:
+    def short(user_ids: Sequence[int], request_ids: Sequence[str]) -> list[Any]:
+        return [{"score": 1}] if len(user_ids) > 1 else []
+
+    batcher = PredictionBatcher(short)
+
+    async def two() -> list[Any]:
+        return await asyncio.gather(batcher.submit(1, "a"), batcher.submit(2, "b"), return_exceptions=True)
+
+    try:
+        results = asyncio.run(two())
+    finally:
+        batcher.close()
+    assert all(isinstance(r, RuntimeError) and "scored 0 of 1" in str(r) for r in results)
