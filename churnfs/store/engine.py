@@ -85,6 +85,10 @@ class RedisBulkEngine(LocalComputeEngine):
             tasks = [tasks]
         if len(tasks) < 2:
             return super().materialize(registry, tasks, **kwargs)
+        if isinstance(self.online_store, RedisOnlineStore):
+            # Feast creates its Redis client lazily and not thread-safely: create it here, once,
+            # before the threads share its (thread-safe) connection pool.
+            self.online_store._get_client(self.repo_config.online_store)
         with ThreadPoolExecutor(max_workers=MATERIALIZE_THREADS, thread_name_prefix="materialize") as pool:
             return list(pool.map(lambda task: self._materialize_one(registry, task, **kwargs), tasks))
 
