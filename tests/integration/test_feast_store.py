@@ -226,6 +226,15 @@ def test_replace_mends_a_stale_value_a_plain_materialize_keeps(feast_world: Sett
         client.hset(_key(user), field, original)
 
 
+def test_materialize_threads_share_one_redis_client(feast_world: Settings) -> None:
+    """Each materialize starts from a fresh FeatureStore, whose Redis client Feast makes lazily;
+    the view threads must share one (four racing clients once closed each other's connections)."""
+    for _ in range(5):
+        summary = materialize(feast_world)
+        assert summary["feature views"].count(",") == len(ONLINE_VIEWS) - 1
+    assert check_consistency(feast_world, sample=50, seed=1).ok
+
+
 def test_materialize_again_keeps_a_newer_pushed_value_and_writes_nothing(
     feast_world: Settings, store: FeatureStore
 ) -> None:
