@@ -45,6 +45,18 @@ async def _submit_all(batcher: PredictionBatcher, scorer: Scorer, ids: list[int]
     return await asyncio.gather(first, *rest, return_exceptions=True)
 
 
+def _two_requests(batcher: PredictionBatcher) -> list[Any]:
+    """Submit users 1 and 2 at once; their answers or errors, then the worker stopped."""
+
+    async def two() -> list[Any]:
+        return await asyncio.gather(batcher.submit(1, "a"), batcher.submit(2, "b"), return_exceptions=True)
+
+    try:
+        return asyncio.run(two())
+    finally:
+        batcher.close()
+
+
 def test_requests_queued_behind_a_running_call_are_scored_together() -> None:
     scorer = Scorer(hold_first=True)
     sizes: list[int] = []
@@ -111,15 +123,7 @@ def test_an_error_of_the_whole_call_reaches_every_request(error: Exception) -> N
     def failing(user_ids: Sequence[int], request_ids: Sequence[str]) -> list[Any]:
         raise error
 
-    batcher = PredictionBatcher(failing)
-
-    async def two() -> list[Any]:
-        return await asyncio.gather(batcher.submit(1, "a"), batcher.submit(2, "b"), return_exceptions=True)
-
-    try:
-        results = asyncio.run(two())
-    finally:
-        batcher.close()
+    results = _two_requests(PredictionBatcher(failing))
     assert all(r is error for r in results)
 
 
@@ -161,13 +165,5 @@ def test_a_call_returning_too_few_results_fails_each_request_not_the_worker() ->
     def short(user_ids: Sequence[int], request_ids: Sequence[str]) -> list[Any]:
         return [{"score": 1}] if len(user_ids) > 1 else []
 
-    batcher = PredictionBatcher(short)
-
-    async def two() -> list[Any]:
-        return await asyncio.gather(batcher.submit(1, "a"), batcher.submit(2, "b"), return_exceptions=True)
-
-    try:
-        results = asyncio.run(two())
-    finally:
-        batcher.close()
+    results = _two_requests(PredictionBatcher(short))
     assert all(isinstance(r, RuntimeError) and "scored 0 of 1" in str(r) for r in results)
