@@ -30,6 +30,7 @@ from serving.app import create_app
 from serving.model import RISK_BANDS
 from tests.conftest import free_port
 from tests.integration.test_serving_support import API_KEY, ServedWorld, serve_world
+from tests.unit.test_serving_prediction_log import KEYS as PREDICTION_LOG_KEYS
 
 pytestmark = pytest.mark.integration
 
@@ -245,18 +246,7 @@ def test_every_prediction_is_appended_to_the_prediction_log(client: TestClient, 
     mine = [r for r in records if r["request_id"] == body["request_id"]]
     assert len(mine) == 1
     record = mine[0]
-    assert list(record) == [
-        "logged_at",
-        "request_id",
-        "user_id",
-        "model_name",
-        "model_version",
-        "feature_service",
-        "source",
-        "churn_probability",
-        "risk_band",
-        "features",
-    ]
+    assert list(record) == PREDICTION_LOG_KEYS
     assert record["user_id"] == user_id and record["churn_probability"] == body["churn_probability"]
     assert record["model_version"] == body["model_version"] and record["risk_band"] == body["risk_band"]
     assert record["feature_service"] == "churn_model_v1" and record["source"] == "online"

@@ -10,6 +10,7 @@ import numpy as np
 
 from serving.prediction_log import PredictionLog, prediction_log_path, prediction_record
 
+# The documented record keys, in order (also asserted on the records the API writes).
 KEYS = [
     "logged_at",
     "request_id",
