@@ -220,7 +220,7 @@ def build_features(
     Args:
         settings: where the raw world is and where the outputs go.
         groups: any of ``profile``, ``activity``, ``review``, ``labels`` (default: all; the
-            review group is skipped with an error in the log if its module is missing).
+            review group writes two files, ``GROUP_VIEWS["review"]``).
         show_progress: show a progress bar over the steps.
 
     Returns:
