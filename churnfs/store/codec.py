@@ -182,18 +182,12 @@ def timestamp_cells(column: pa.Array | pa.ChunkedArray) -> Cells:
     return Cells(objects=[encoded[i] for i in inverse.tolist()], distinct=encoded, inverse=inverse)
 
 
-def hset_commands(
-    keys: np.ndarray,
-    fields: Sequence[bytes],
-    cells: Sequence[Cells],
-) -> list[bytes]:
-    """RESP-encoded ``HSET key field value ...`` per row, one bytes object per row.
+def field_value_arguments(n: int, fields: Sequence[bytes], cells: Sequence[Cells]) -> list[bytes]:
+    """Per row, the RESP bulks ``field value ...`` of an HSET (``2 * len(fields)`` arguments).
 
-    Fixed-width cells of every field are laid side by side in one matrix, so most of a command
-    is produced by numpy; only variable-width cells are joined in Python."""
-    n = keys.shape[0]
-    head = b"*%d\r\n$4\r\nHSET\r\n$%d\r\n" % (2 + 2 * len(fields), keys.shape[1])
-    fixed_parts = [_constant(n, head), keys, _constant(n, b"\r\n")]
+    Fixed-width cells of every field are laid side by side in one matrix, so most of a row is
+    produced by numpy; only variable-width cells are joined in Python."""
+    fixed_parts: list[np.ndarray] = []
     variable: list[list[bytes]] = []
     for field, cell in zip(fields, cells, strict=True):
         name = _bulk(field)
@@ -207,23 +201,57 @@ def hset_commands(
         else:
             assert cell.objects is not None
             variable.append([b"%b$%d\r\n%b\r\n" % (name, len(v), v) for v in cell.objects])
-    matrix = np.hstack(fixed_parts)
-    raw = matrix.tobytes()
-    width = matrix.shape[1]
-    rows = [raw[i * width : (i + 1) * width] for i in range(n)]
+    if fixed_parts:
+        matrix = np.hstack(fixed_parts)
+        raw = matrix.tobytes()
+        width = matrix.shape[1]
+        rows = [raw[i * width : (i + 1) * width] for i in range(n)]
+    else:
+        rows = [b""] * n
     if not variable:
         return rows
     return [b"".join(parts) for parts in zip(rows, *variable, strict=True)]
 
 
-def hmget_commands(keys: np.ndarray, field: bytes) -> list[bytes]:
-    """RESP-encoded ``HMGET key field`` per row (Feast's read of the stored event time)."""
+@dataclass(frozen=True)
+class RowArguments:
+    """Some rows' HSET arguments (``field_value_arguments``) and which keys they belong to."""
+
+    positions: np.ndarray  # index of each row's key, ascending
+    arguments: list[bytes]
+    per_row: int  # arguments in each row (twice the fields)
+
+
+def joined_hset_commands(keys: np.ndarray, parts: Sequence[RowArguments]) -> list[bytes]:
+    """One ``HSET`` per key with the arguments of every part that has a row for it (keys without
+    any are left out), in the order of ``keys``."""
+    n, width = keys.shape
+    counts = np.zeros(n, dtype=np.int64)
+    pieces: list[list[bytes]] = [[] for _ in range(n)]
+    for part in parts:
+        counts[part.positions] += part.per_row
+        for position, arguments in zip(part.positions.tolist(), part.arguments, strict=True):
+            pieces[position].append(arguments)
+    raw = keys.tobytes()
+    head = b"*%d\r\n$4\r\nHSET\r\n$%d\r\n%b\r\n"
+    return [
+        head % (2 + count, width, raw[i * width : (i + 1) * width]) + b"".join(pieces[i])
+        for i, count in enumerate(counts.tolist())
+        if count
+    ]
+
+
+def command(*arguments: bytes) -> bytes:
+    """One RESP-encoded command."""
+    return b"*%d\r\n" % len(arguments) + b"".join(_bulk(a) for a in arguments)
+
+
+def evalsha_command(sha: bytes, keys: np.ndarray, arguments: Sequence[bytes]) -> bytes:
+    """RESP-encoded ``EVALSHA sha numkeys key ... argument ...`` with the rows of ``keys`` as keys."""
     n = keys.shape[0]
-    head = b"*3\r\n$5\r\nHMGET\r\n$%d\r\n" % keys.shape[1]
-    matrix = np.hstack([_constant(n, head), keys, _constant(n, b"\r\n" + _bulk(field))])
-    raw = matrix.tobytes()
-    width = matrix.shape[1]
-    return [raw[i * width : (i + 1) * width] for i in range(n)]
+    key_bulks = np.hstack([_constant(n, b"$%d\r\n" % keys.shape[1]), keys, _constant(n, b"\r\n")])
+    head = b"*%d\r\n" % (3 + n + len(arguments)) + _bulk(b"EVALSHA") + _bulk(sha) + _bulk(b"%d" % n)
+    return head + key_bulks.tobytes() + b"".join(_bulk(a) for a in arguments)
 
 
 def expire_commands(keys: np.ndarray, seconds: int) -> list[bytes]:

@@ -1,15 +1,19 @@
 """A batch materialization engine that bulk-writes Feast's exact Redis format.
 
 Plugged in through feature_store.yaml (``batch_engine: type: churnfs.store.engine.RedisBulkEngine``),
-so ``feast materialize`` stays the command. For each feature view it
+so ``feast materialize`` stays the command. Feast hands it every view at once; for the views keyed
+by the same entity it
 
-1. reads the latest row per entity in ``[start, end]`` through the configured offline store
-   (``pull_latest_from_table_or_query``: Feast's own point-in-time semantics, DuckDB underneath),
-2. encodes keys, values and event times a column at a time (``churnfs.store.codec``), checking the
-   first rows byte for byte against Feast's own converter,
+1. finds the latest row per entity in ``[start, end]`` of each view's parquet file from the key
+   and time columns alone (Feast's ``pull_latest_from_table_or_query`` semantics; other sources go
+   through the configured offline store), and reads only the row groups that hold one,
+2. encodes keys, values and event times a column at a time (``churnfs.store.codec``), checking each
+   view's first rows byte for byte against Feast's own converter,
 3. honours Feast's write rule (a row whose event time is not newer than the stored one is skipped,
-   unless the online store sets ``skip_dedup``) and ``key_ttl_seconds``,
-4. sends pipelined ``HSET`` commands in chunks over one connection.
+   unless the online store sets ``skip_dedup``) with one Lua call per chunk of entities, and
+   ``key_ttl_seconds``,
+4. sends one pipelined ``HSET`` per entity with the fields of all its views (Feast keeps one hash
+   per entity), reading the replies only when it needs them.
 
 Anything it does not handle (another online store, a Redis cluster, field mappings, composite or
 non-int64 keys, transformations) goes to Feast's local engine unchanged.
@@ -19,8 +23,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -48,11 +53,6 @@ from churnfs.store import codec
 logger = logging.getLogger(__name__)
 
 
-MATERIALIZE_THREADS = 4
-"""Views materialized at once (one Redis connection each): 4, one per online view, took a
-median 3.8 s for 100,000 users against 6.6 s one view at a time (and 5.4 s with 2)."""
-
-
 class RedisBulkEngineConfig(FeastConfigBaseModel):
     """Options of the bulk engine (feature_store.yaml, ``batch_engine:``)."""
 
@@ -70,6 +70,7 @@ class RedisBulkEngine(LocalComputeEngine):
         self.chunk_rows = chunk_rows
         self.verify_rows = verify_rows
         self.rows_written: dict[str, int] = {}
+        self._verified: set[str] = set()  # views whose first rows were checked against Feast
 
     @property
     def supports_batch(self) -> bool:
@@ -79,33 +80,31 @@ class RedisBulkEngine(LocalComputeEngine):
     def materialize(
         self, registry: BaseRegistry, tasks: MaterializationTask | list[MaterializationTask], **kwargs: Any
     ) -> list[Any]:
-        """Materialize the views two at a time: Parquet decoding and Redis I/O release the GIL, so
-        one view's read overlaps another's writes. Jobs come back in the tasks' order."""
+        """Views keyed by the same entity are written together (``_write_views``); views this
+        engine does not handle go to Feast's local engine. Jobs come back in the tasks' order."""
         if isinstance(tasks, MaterializationTask):
             tasks = [tasks]
-        if len(tasks) < 2:
-            return super().materialize(registry, tasks, **kwargs)
-        if isinstance(self.online_store, RedisOnlineStore):
-            # Feast creates its Redis client lazily and not thread-safely: create it here, once,
-            # before the threads share its (thread-safe) connection pool.
-            self.online_store._get_client(self.repo_config.online_store)
-        with ThreadPoolExecutor(max_workers=MATERIALIZE_THREADS, thread_name_prefix="materialize") as pool:
-            return list(pool.map(lambda task: self._materialize_one(registry, task, **kwargs), tasks))
-
-    def _materialize_one(
-        self, registry: BaseRegistry, task: MaterializationTask, **kwargs: Any
-    ) -> LocalMaterializationJob:
-        view = task.feature_view
-        reason = self._unsupported(view, task)
-        if reason:
-            logger.info("%s: Feast's local engine (%s)", view.name, reason)
-            return super()._materialize_one(registry, task, **kwargs)
-        job_id = f"{view.name}-{task.start_time}-{task.end_time}"
-        try:
-            self._write_view(task)
-        except Exception as exc:  # reported through the job, as Feast's engines do
-            return LocalMaterializationJob(job_id=job_id, status=MaterializationJobStatus.ERROR, error=exc)
-        return LocalMaterializationJob(job_id=job_id, status=MaterializationJobStatus.SUCCEEDED)
+        jobs: dict[int, Any] = {}
+        groups: list[list[int]] = []  # same join key, each view once
+        for i, task in enumerate(tasks):
+            view = task.feature_view
+            reason = self._unsupported(view, task)
+            if reason:
+                logger.info("%s: Feast's local engine (%s)", view.name, reason)
+                jobs[i] = super()._materialize_one(registry, task, **kwargs)
+                continue
+            for group in groups:
+                first = tasks[group[0]].feature_view
+                if first.entity_columns[0].name == view.entity_columns[0].name and view.name not in {
+                    tasks[j].feature_view.name for j in group
+                }:
+                    group.append(i)
+                    break
+            else:
+                groups.append([i])
+        for group in groups:
+            jobs.update(zip(group, self._write_views([tasks[i] for i in group]), strict=True))
+        return [jobs[i] for i in range(len(tasks))]
 
     def _unsupported(self, view: FeatureView, task: MaterializationTask) -> str | None:
         config = self.repo_config.online_store
@@ -129,13 +128,13 @@ class RedisBulkEngine(LocalComputeEngine):
             return "entity key is not a single Int64"
         return None
 
-    def _read_latest(self, task: MaterializationTask) -> pa.Table:
+    def _read_latest(self, task: MaterializationTask) -> LatestRows | pa.Table:
         view = task.feature_view
         source = view.batch_source
         assert isinstance(source, FileSource)
         path = Path(FileSource.get_uri_for_file_path(self.repo_config.repo_path, source.path))
         if path.is_file() and (source.file_format is None or isinstance(source.file_format, ParquetFormat)):
-            return read_latest_rows(
+            return LatestRows.plan(
                 path,
                 join_key=view.entity_columns[0].name,
                 timestamp_field=source.timestamp_field,
@@ -156,111 +155,311 @@ class RedisBulkEngine(LocalComputeEngine):
         )
         return job.to_arrow()
 
-    def _write_view(self, task: MaterializationTask) -> None:
-        view = task.feature_view
+    def _write_views(self, tasks: list[MaterializationTask]) -> list[LocalMaterializationJob]:
+        job_ids = [f"{t.feature_view.name}-{t.start_time}-{t.end_time}" for t in tasks]
+        try:
+            self._write_joined(tasks)
+        except Exception as exc:  # reported through the jobs, as Feast's engines do
+            return [
+                LocalMaterializationJob(job_id=j, status=MaterializationJobStatus.ERROR, error=exc)
+                for j in job_ids
+            ]
+        return [LocalMaterializationJob(job_id=j, status=MaterializationJobStatus.SUCCEEDED) for j in job_ids]
+
+    def _write_joined(self, tasks: list[MaterializationTask]) -> None:
+        """Write views that share an entity key, one ``HSET`` per entity with the fields of every
+        view that has a newer row for it. Feast keeps one Redis hash per entity, so this is the
+        end state of one view after another, in a quarter of the commands and without Redis
+        converting each hash's encoding as it grows.
+
+        The view with the most bytes to write (the review embeddings) drives: its latest rows are
+        read a row group at a time, in file order, and the other views' rows for the same
+        entities (read whole, in parallel: Parquet decoding releases the GIL) join them; entities
+        the driver lacks follow. So the large view is never held whole in memory, and Redis
+        applies one chunk while the next is decoded and encoded."""
         config = self.repo_config.online_store
         assert isinstance(self.online_store, RedisOnlineStore)
         assert isinstance(config, RedisOnlineStoreConfig)
         started = time.perf_counter()
-        table = self._read_latest(task)
-        read_s = time.perf_counter() - started
-        progress = task.tqdm_builder(table.num_rows) if task.tqdm_builder else None
-
+        # Feast creates its Redis client lazily and not thread-safely: create it before the threads.
         pool = self.online_store._get_client(config).connection_pool
+        with ThreadPoolExecutor(max_workers=len(tasks), thread_name_prefix="materialize") as threads:
+            latest = list(threads.map(self._read_latest, tasks))
+            plans = [(i, plan) for i, plan in enumerate(latest) if isinstance(plan, LatestRows)]
+            driver = max(plans, key=lambda item: item[1].feature_bytes())[0] if plans else None
+            others = {
+                i: threads.submit(_ViewRows.read, task.feature_view, latest[i])
+                for i, task in enumerate(tasks)
+                if i != driver
+            }
+            views = {i: future.result() for i, future in others.items()}
+        read_s = time.perf_counter() - started
+        progress = {
+            i: t.tqdm_builder(latest[i].num_rows) if t.tqdm_builder else None for i, t in enumerate(tasks)
+        }
+        counts = {i: [0, 0] for i in range(len(tasks))}  # rows handled, rows written
         connection = pool.get_connection()
         pipe = _RespPipe(connection)
-        written = 0
         try:
-            # Encoding chunk i+1 overlaps with Redis applying chunk i: its replies are read later.
-            for offset in range(0, table.num_rows, self.chunk_rows):
-                chunk = table.slice(offset, self.chunk_rows)
-                written += self._write_chunk(pipe, view, chunk, verify=offset == 0)
-                if progress is not None:
-                    progress.update(chunk.num_rows)
+            # Redis checks chunk i+1's stored event times before it applies chunk i's writes, so
+            # encoding never waits for those writes (the keys of two chunks never overlap).
+            chunks = self._chunks(tasks, latest, driver, views)
+            upcoming = next(chunks, None)
+            check = self._send_check(pipe, upcoming)
+            while upcoming is not None:
+                keys, pieces = upcoming
+                parts = self._encode_chunk(keys, pieces, counts, progress)
+                upcoming = next(chunks, None)
+                next_check = self._send_check(pipe, upcoming)
+                if check is not None:
+                    parts = _drop_stale(pipe.reply(check[0]), parts, check[1])
+                self._send_writes(pipe, keys, parts, counts)
+                check = next_check
             pipe.drain()
         except BaseException:
             connection.disconnect()  # replies may be left unread on it
             raise
         finally:
             pool.release(connection)
-            if progress is not None:
-                progress.close()
-        self.rows_written[view.name] = written
+            for bar in progress.values():
+                if bar is not None:
+                    bar.close()
+        for i, task in enumerate(tasks):
+            self.rows_written[task.feature_view.name] = counts[i][1]
+            logger.info("%s: %d of %d rows written", task.feature_view.name, counts[i][1], counts[i][0])
         logger.info(
-            "%s: %d of %d rows written in %.2f s (read %.2f s)",
-            view.name,
-            written,
-            table.num_rows,
+            "%d views written together in %.2f s (%.2f s before the first write)",
+            len(tasks),
             time.perf_counter() - started,
             read_s,
         )
 
-    def _write_chunk(self, pipe: _RespPipe, view: FeatureView, chunk: pa.Table, verify: bool) -> int:
-        config = self.repo_config.online_store
+    def _chunks(
+        self,
+        tasks: list[MaterializationTask],
+        latest: list[LatestRows | pa.Table],
+        driver: int | None,
+        views: dict[int, _ViewRows],
+    ) -> Iterator[tuple[np.ndarray, dict[int, _Piece]]]:
+        """Chunks of entities as (their Redis keys, each view's rows for them): the driver's rows
+        in file order with the other views' rows of the same entities, then the entities only
+        other views have."""
+        join_key = tasks[0].feature_view.entity_columns[0].name
         project = self.repo_config.project
+        if driver is not None:
+            plan = latest[driver]
+            assert isinstance(plan, LatestRows)
+            head = tasks[driver].feature_view
+            for rows in _prefetched(plan.batches(self.chunk_rows)):
+                entities = rows.column(join_key).to_numpy(zero_copy_only=False).astype(np.int64)
+                pieces = {driver: _Piece(head, rows, np.arange(len(entities)))}
+                pieces |= {i: view.gather(entities) for i, view in views.items()}
+                yield codec.entity_keys_int64(entities, join_key, project), pieces
+        leftover = [view.entities[~view.covered] for view in views.values()]
+        entities = np.unique(np.concatenate(leftover)) if leftover else np.empty(0, np.int64)
+        for offset in range(0, len(entities), self.chunk_rows):
+            chunk = entities[offset : offset + self.chunk_rows]
+            pieces = {i: view.gather(chunk) for i, view in views.items()}
+            yield codec.entity_keys_int64(chunk, join_key, project), pieces
+
+    def _send_check(
+        self, pipe: _RespPipe, chunk: tuple[np.ndarray, dict[int, _Piece]] | None
+    ) -> tuple[int, list[int]] | None:
+        """Ask for the stored event times of a chunk's views (unless ``skip_dedup``): the reply's
+        index and the views (task indices) in the order of their fields."""
+        config = self.repo_config.online_store
+        assert isinstance(config, RedisOnlineStoreConfig)
+        if chunk is None or config.skip_dedup:
+            return None
+        keys, pieces = chunk
+        checked = [i for i, piece in pieces.items() if len(piece.positions)]
+        fields = [codec.timestamp_field(pieces[i].view.name) for i in checked]
+        return pipe.send([codec.evalsha_command(pipe.script_sha(), keys, fields)]), checked
+
+    def _encode_chunk(
+        self,
+        keys: np.ndarray,
+        pieces: dict[int, _Piece],
+        counts: dict[int, list[int]],
+        progress: dict[int, Any],
+    ) -> list[_Part]:
+        parts: list[_Part] = []
+        for i, piece in pieces.items():
+            counts[i][0] += len(piece.positions)
+            if progress[i] is not None:
+                progress[i].update(len(piece.positions))
+            if len(piece.positions):
+                arguments, nanos = self._encode_rows(piece.view, piece.rows, keys[piece.positions])
+                per_row = 2 * (len(piece.view.features) + 1)
+                parts.append(_Part(i, codec.RowArguments(piece.positions, arguments, per_row), nanos))
+        return parts
+
+    def _send_writes(
+        self, pipe: _RespPipe, keys: np.ndarray, parts: list[_Part], counts: dict[int, list[int]]
+    ) -> None:
+        """One HSET (and EXPIRE, with a TTL) per key with the fields of every part that has a row
+        for it."""
+        config = self.repo_config.online_store
+        assert isinstance(config, RedisOnlineStoreConfig)
+        commands = codec.joined_hset_commands(keys, [part.arguments for part in parts])
+        if config.key_ttl_seconds and commands:
+            present = np.unique(np.concatenate([part.arguments.positions for part in parts]))
+            expires = codec.expire_commands(keys[present], config.key_ttl_seconds)
+            commands = [c for pair in zip(commands, expires, strict=True) for c in pair]
+        pipe.send(commands)
+        for part in parts:
+            counts[part.index][1] += len(part.arguments.positions)
+
+    def _encode_rows(
+        self, view: FeatureView, rows: pa.Table, keys: np.ndarray
+    ) -> tuple[list[bytes], np.ndarray]:
+        """A view's HSET arguments of ``rows`` (the event time last) and their event times in ns;
+        a view's first rows are checked byte for byte against Feast's converter."""
         source = view.batch_source
         assert source is not None
-        join_key = view.entity_columns[0].name
-        keys = codec.entity_keys_int64(
-            chunk.column(join_key).to_numpy(zero_copy_only=False), join_key, project
-        )
-        ts_field = codec.timestamp_field(view.name)
-        cells = {f.name: _encode_column(chunk.column(f.name), f.dtype) for f in view.features}
-        ts_cells = codec.timestamp_cells(chunk.column(source.timestamp_field))
-        if verify and self.verify_rows:
-            codec.verify_against_feast(
-                view, project, chunk, keys, cells, ts_cells.objects or [], self.verify_rows
-            )
-        fields = [codec.field_key(view.name, f.name) for f in view.features] + [ts_field]
-        commands = codec.hset_commands(keys, fields, [cells[f.name] for f in view.features] + [ts_cells])
-        if config.key_ttl_seconds:
-            expires = codec.expire_commands(keys, config.key_ttl_seconds)
-            commands = [c for pair in zip(commands, expires, strict=True) for c in pair]
-        if not config.skip_dedup:
-            keep = self._newer_than_stored(pipe, keys, ts_field, chunk.column(source.timestamp_field))
-            if not keep.all():
-                per_row = 2 if config.key_ttl_seconds else 1
-                commands = [c for i, c in enumerate(commands) if keep[i // per_row]]
-        pipe.send(commands)
-        return int(len(commands) / (2 if config.key_ttl_seconds else 1))
+        cells = {f.name: _encode_column(rows.column(f.name), f.dtype) for f in view.features}
+        times = rows.column(source.timestamp_field)
+        ts_cells = codec.timestamp_cells(times)
+        if view.name not in self._verified and self.verify_rows:
+            project = self.repo_config.project
+            timestamps = ts_cells.objects or []
+            codec.verify_against_feast(view, project, rows, keys, cells, timestamps, self.verify_rows)
+            self._verified.add(view.name)
+        fields = [codec.field_key(view.name, f.name) for f in view.features]
+        fields.append(codec.timestamp_field(view.name))
+        values = [cells[f.name] for f in view.features] + [ts_cells]
+        micros = times.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_numpy(zero_copy_only=False)
+        return codec.field_value_arguments(rows.num_rows, fields, values), micros * 1000
 
-    def _newer_than_stored(
-        self, pipe: _RespPipe, keys: np.ndarray, ts_field: bytes, ts_column: pa.ChunkedArray
-    ) -> np.ndarray:
-        """Feast's rule: write a row only if its event time is after the stored one."""
-        stored = pipe.call(codec.hmget_commands(keys, ts_field))
-        micros = ts_column.cast(pa.timestamp("us", tz="UTC")).to_numpy(zero_copy_only=False)
-        new_nanos = micros.astype("datetime64[us]").astype(np.int64) * 1000
-        keep = np.ones(len(stored), dtype=bool)
-        for i, reply in enumerate(stored):
-            value = reply[0]
-            if value:
-                ts = Timestamp()
-                ts.ParseFromString(value)
-                keep[i] = new_nanos[i] > ts.seconds * 1_000_000_000 + ts.nanos
-        return keep
+
+@dataclass(frozen=True)
+class _Piece:
+    """One view's rows of a chunk and the positions of their entities in it (ascending)."""
+
+    view: FeatureView
+    rows: pa.Table
+    positions: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One view's rows of a chunk, encoded."""
+
+    index: int  # of the view's task
+    arguments: codec.RowArguments
+    event_nanos: np.ndarray
+
+
+def _drop_stale(stored: list[Any], parts: list[_Part], checked: list[int]) -> list[_Part]:
+    """Feast's rule: write a view's row only if its event time is after the stored one (or
+    nothing, or the epoch, is stored). ``stored`` is the reply of ``STORED_EVENT_TIMES`` for the
+    ``_ts`` fields of the views ``checked``."""
+    if not stored:
+        return parts
+    by_view = {part.index: k for k, part in enumerate(parts)}
+    keep = [np.ones(len(part.event_nanos), dtype=bool) for part in parts]
+    for key_index, field_index, value in zip(stored[0::3], stored[1::3], stored[2::3], strict=True):
+        k = by_view[checked[field_index]]
+        positions = parts[k].arguments.positions
+        row = int(np.searchsorted(positions, key_index))
+        ts = Timestamp()
+        ts.ParseFromString(value)
+        stored_nanos = ts.seconds * 1_000_000_000 + ts.nanos
+        keep[k][row] = not stored_nanos or parts[k].event_nanos[row] > stored_nanos
+    kept_parts = []
+    for part, kept in zip(parts, keep, strict=True):
+        if kept.all():
+            kept_parts.append(part)
+        elif kept.any():
+            rows = part.arguments
+            arguments = [a for a, k in zip(rows.arguments, kept.tolist(), strict=True) if k]
+            kept_rows = codec.RowArguments(rows.positions[kept], arguments, rows.per_row)
+            kept_parts.append(_Part(part.index, kept_rows, part.event_nanos[kept]))
+    return kept_parts
+
+
+@dataclass
+class _ViewRows:
+    """A view's latest rows ordered by entity, and which of them chunks have taken."""
+
+    view: FeatureView
+    table: pa.Table
+    entities: np.ndarray
+    covered: np.ndarray
+
+    @classmethod
+    def read(cls, view: FeatureView, latest: LatestRows | pa.Table) -> _ViewRows:
+        table = latest.read() if isinstance(latest, LatestRows) else latest
+        entities = table.column(view.entity_columns[0].name).to_numpy(zero_copy_only=False).astype(np.int64)
+        if len(entities) > 1 and not np.all(entities[1:] > entities[:-1]):
+            order = np.argsort(entities, kind="stable")
+            table, entities = table.take(pa.array(order)), entities[order]
+        return cls(view, table, entities, np.zeros(len(entities), dtype=bool))
+
+    def gather(self, entities: np.ndarray) -> _Piece:
+        """This view's rows for ``entities`` and the (ascending) positions of those entities."""
+        if not len(self.entities):
+            return _Piece(self.view, self.table, np.empty(0, dtype=np.int64))
+        index = np.minimum(np.searchsorted(self.entities, entities), len(self.entities) - 1)
+        present = self.entities[index] == entities
+        rows = index[present]
+        self.covered[rows] = True
+        return _Piece(self.view, self.table.take(pa.array(rows)), np.flatnonzero(present))
+
+
+def _prefetched(batches: Iterator[pa.Table]) -> Iterator[pa.Table]:
+    """``batches``, each read in a background thread while the caller handles the one before."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="materialize-read") as reader:
+        upcoming = reader.submit(next, batches, None)
+        while (batch := upcoming.result()) is not None:
+            upcoming = reader.submit(next, batches, None)
+            yield batch
+
+
+STORED_EVENT_TIMES = """
+-- The stored event times of ARGV (the views' _ts fields) in each hash of KEYS, flattened as
+-- (0-based key index, 0-based field index, value) for those present: one call per chunk of keys
+-- instead of one HMGET per key, and little to send back when Redis holds nothing yet.
+local out = {}
+for k = 1, #KEYS do
+  local values = redis.call('HMGET', KEYS[k], unpack(ARGV))
+  for f = 1, #ARGV do
+    if values[f] then
+      out[#out + 1] = k - 1
+      out[#out + 1] = f - 1
+      out[#out + 1] = values[f]
+    end
+  end
+end
+return out
+"""
 
 
 class _RespPipe:
     """Raw RESP pipelining over one redis-py connection (its handshake: auth, db, TLS), with
-    replies parsed by hiredis in bulk instead of one ``read_response`` call each."""
+    replies parsed by hiredis and read only when needed."""
 
     def __init__(self, connection: Any) -> None:
         import hiredis
 
         self.connection = connection
         self.reader = hiredis.Reader()
-        self.pending = 0  # replies of sent commands not read yet
+        self.sent = 0  # commands sent
+        self.received = 0  # replies read
+        self._sha: bytes | None = None
 
-    def send(self, commands: Sequence[bytes]) -> None:
+    def send(self, commands: Sequence[bytes]) -> int:
+        """Send ``commands``; the index of the last one's reply."""
         if commands:
             self.connection.send_packed_command([b"".join(commands)])
-            self.pending += len(commands)
+            self.sent += len(commands)
+        return self.sent - 1
 
-    def _read(self, count: int) -> list[Any]:
+    def reply(self, index: int) -> Any:
+        """The reply of command ``index`` (replies before it are read and checked)."""
         sock = self.connection._sock
-        replies: list[Any] = []
-        while len(replies) < count:
+        reply = None
+        while self.received <= index:
             reply = self.reader.gets()
             if reply is False:
                 data = sock.recv(1 << 20)
@@ -270,21 +469,124 @@ class _RespPipe:
                 continue
             if isinstance(reply, Exception):
                 raise RuntimeError(f"Redis refused a write: {reply}")
-            replies.append(reply)
-        return replies
+            self.received += 1
+        return reply
 
     def drain(self) -> None:
         """Read (and check) the replies of every command sent so far."""
-        self._read(self.pending)
-        self.pending = 0
+        self.reply(self.sent - 1)
 
-    def call(self, commands: Sequence[bytes]) -> list[Any]:
-        """Send ``commands`` and return their replies (after those of earlier commands)."""
-        earlier = self.pending
-        self.send(commands)
-        replies = self._read(self.pending)
-        self.pending = 0
-        return replies[earlier:]
+    def script_sha(self) -> bytes:
+        """The SHA1 of ``STORED_EVENT_TIMES``, loaded into Redis' script cache on first use."""
+        if self._sha is None:
+            load = self.send([codec.command(b"SCRIPT", b"LOAD", STORED_EVENT_TIMES.encode())])
+            sha = self.reply(load)
+            self._sha = sha if isinstance(sha, bytes) else str(sha).encode()
+        return self._sha
+
+
+@dataclass(frozen=True)
+class LatestRows:
+    """The rows of one parquet file that hold each entity's latest value in a window, found from
+    the key and time columns alone, before any feature column is read."""
+
+    parquet: pq.ParquetFile
+    columns: list[str]  # key, time and feature columns, in the order returned
+    rows: np.ndarray  # row numbers in the file, ordered by entity
+
+    @classmethod
+    def plan(
+        cls,
+        path: Path,
+        join_key: str,
+        timestamp_field: str,
+        created_timestamp_column: str | None,
+        columns: Sequence[str],
+        start: datetime,
+        end: datetime,
+    ) -> LatestRows:
+        """The latest row per entity with ``start <= event time <= end`` (ties on the event time
+        broken by the created time), as Feast's ``pull_latest_from_table_or_query``."""
+        parquet = pq.ParquetFile(path)
+        time_columns = [timestamp_field] + ([created_timestamp_column] if created_timestamp_column else [])
+        keys = parquet.read(columns=[join_key, *time_columns])
+
+        def micros(name: str) -> np.ndarray:
+            column = keys.column(name).cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+            return column.fill_null(np.iinfo(np.int64).min).to_numpy()
+
+        event = micros(timestamp_field)
+        lo = int(pd.Timestamp(start).tz_convert("UTC").value // 1000)
+        hi = int(pd.Timestamp(end).tz_convert("UTC").value // 1000)
+        inside = np.flatnonzero((event >= lo) & (event <= hi))
+        entity = keys.column(join_key).to_numpy()[inside]
+        sort_keys = [event[inside], entity]
+        if created_timestamp_column:
+            sort_keys.insert(0, micros(created_timestamp_column)[inside])
+        order = np.lexsort(sort_keys)  # by entity, then event time, then created time
+        ranked = inside[order]
+        sorted_entity = entity[order]
+        last = np.ones(len(ranked), dtype=bool)
+        last[:-1] = sorted_entity[1:] != sorted_entity[:-1]
+        return cls(parquet, [join_key, *time_columns, *columns], ranked[last])
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.rows)
+
+    def _groups(self) -> tuple[np.ndarray, np.ndarray]:
+        metadata = self.parquet.metadata
+        group_rows = np.array([metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)])
+        return group_rows, np.cumsum(group_rows)
+
+    def feature_bytes(self) -> float:
+        """About how many bytes the chosen rows' feature columns hold, decoded (from the file's
+        metadata: the decoded size of those columns per row, times the rows chosen)."""
+        metadata = self.parquet.metadata
+        features = set(self.columns[1:])
+        size = sum(
+            column.total_uncompressed_size
+            for g in range(metadata.num_row_groups)
+            for column in (metadata.row_group(g).column(c) for c in range(metadata.num_columns))
+            if column.path_in_schema.split(".")[0] in features
+        )
+        return size * self.num_rows / max(metadata.num_rows, 1)
+
+    def read(self) -> pa.Table:
+        """The chosen rows, ordered by entity, reading only the row groups that hold one
+        (snapshots are written in time order: mostly the last ones) and copying rows only when
+        they are not one contiguous run already."""
+        if not len(self.rows):
+            return self.parquet.schema_arrow.empty_table().select(self.columns)
+        group_rows, group_end = self._groups()
+        group_of = np.searchsorted(group_end, self.rows, side="right")
+        groups = np.unique(group_of)
+        table = self.parquet.read_row_groups(groups.tolist(), columns=self.columns)
+        # Position of each chosen row inside the concatenation of the groups read.
+        read_start = np.cumsum(np.concatenate([[0], group_rows[groups][:-1]]))
+        first_row = group_end[group_of] - group_rows[group_of]
+        position = self.rows - first_row + read_start[np.searchsorted(groups, group_of)]
+        if np.all(np.diff(position) == 1):
+            return table.slice(int(position[0]), len(position))  # one snapshot, in entity order
+        return table.take(pa.array(position))
+
+    def batches(self, max_rows: int) -> Iterator[pa.Table]:
+        """The chosen rows in file order, at most ``max_rows`` per table, one row group read at a
+        time (so memory holds one row group, not the whole view)."""
+        group_rows, group_end = self._groups()
+        chosen = np.sort(self.rows)
+        bounds = np.searchsorted(chosen, np.concatenate([[0], group_end]))
+        for group in range(len(group_rows)):
+            rows = chosen[bounds[group] : bounds[group + 1]] - (group_end[group] - group_rows[group])
+            if not len(rows):
+                continue
+            table = self.parquet.read_row_group(group, columns=self.columns)
+            if rows[-1] - rows[0] == len(rows) - 1:
+                picked = table.slice(int(rows[0]), len(rows))  # contiguous (one snapshot): no copy
+            else:
+                picked = table.take(pa.array(rows))
+            for offset in range(0, picked.num_rows, max_rows):
+                yield picked.slice(offset, max_rows)
 
 
 def read_latest_rows(
@@ -296,49 +598,10 @@ def read_latest_rows(
     start: datetime,
     end: datetime,
 ) -> pa.Table:
-    """The latest row per entity with ``start <= event time <= end`` of one parquet file (ties on
-    the event time broken by the created time), as Feast's ``pull_latest_from_table_or_query``.
-
-    Only the key and time columns are read in full; the feature columns are read from the row
-    groups that hold a chosen row (snapshots are written in time order, so mostly the last ones)."""
-    parquet = pq.ParquetFile(path)
-    time_columns = [timestamp_field] + ([created_timestamp_column] if created_timestamp_column else [])
-    keys = parquet.read(columns=[join_key, *time_columns])
-
-    def micros(name: str) -> np.ndarray:
-        column = keys.column(name).cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
-        return column.fill_null(np.iinfo(np.int64).min).to_numpy()
-
-    event = micros(timestamp_field)
-    lo = int(pd.Timestamp(start).tz_convert("UTC").value // 1000)
-    hi = int(pd.Timestamp(end).tz_convert("UTC").value // 1000)
-    inside = np.flatnonzero((event >= lo) & (event <= hi))
-    entity = keys.column(join_key).to_numpy()[inside]
-    sort_keys = [event[inside], entity]
-    if created_timestamp_column:
-        sort_keys.insert(0, micros(created_timestamp_column)[inside])
-    order = np.lexsort(sort_keys)  # by entity, then event time, then created time
-    ranked = inside[order]
-    sorted_entity = entity[order]
-    last = np.ones(len(ranked), dtype=bool)
-    last[:-1] = sorted_entity[1:] != sorted_entity[:-1]
-    chosen = np.sort(ranked[last])
-    if len(chosen) == 0:
-        return parquet.schema_arrow.empty_table().select([join_key, *time_columns, *columns])
-
-    group_rows = np.array([parquet.metadata.row_group(i).num_rows for i in range(parquet.num_row_groups)])
-    group_end = np.cumsum(group_rows)
-    group_of = np.searchsorted(group_end, chosen, side="right")
-    groups = np.unique(group_of)
-    read = parquet.read_row_groups(groups.tolist(), columns=[join_key, *time_columns, *columns])
-    # Position of each chosen row inside the concatenation of the groups read.
-    read_start = np.cumsum(np.concatenate([[0], group_rows[groups][:-1]]))
-    position = (
-        chosen - (group_end[group_of] - group_rows[group_of]) + read_start[np.searchsorted(groups, group_of)]
-    )
-    if len(position) and position[-1] - position[0] == len(position) - 1:
-        return read.slice(int(position[0]), len(position))  # contiguous (one snapshot): no copy
-    return read.take(pa.array(position))
+    """The latest row per entity of one parquet file, as one table (``LatestRows``)."""
+    return LatestRows.plan(
+        path, join_key, timestamp_field, created_timestamp_column, columns, start, end
+    ).read()
 
 
 def _encode_column(column: pa.ChunkedArray, dtype: object) -> codec.Cells:

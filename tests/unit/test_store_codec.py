@@ -90,17 +90,40 @@ def test_nan_doubles_are_left_to_feast_which_stores_them_as_missing() -> None:
         codec.encode_values(pa.array([1.0, float("nan")]), Float64)
 
 
-def test_hset_command_is_the_resp_encoding_of_key_fields_and_values() -> None:
+def test_one_hset_per_key_joins_the_arguments_of_every_view_with_a_row_for_it() -> None:
+    keys = np.frombuffer(b"k1k2k3", dtype=np.uint8).reshape(3, 2)
+    first = codec.field_value_arguments(
+        2,
+        [b"f", b"gg"],
+        [
+            codec.Cells(fixed=np.frombuffer(b"ab", dtype=np.uint8).reshape(2, 1)),
+            codec.Cells(objects=[b"", b"xyz"]),
+        ],
+    )
+    assert first == [
+        b"$1\r\nf\r\n$1\r\na\r\n$2\r\ngg\r\n$0\r\n\r\n",
+        b"$1\r\nf\r\n$1\r\nb\r\n$2\r\ngg\r\n$3\r\nxyz\r\n",
+    ]
+    second = codec.field_value_arguments(1, [b"h"], [codec.Cells(distinct=[b"v"], inverse=np.array([0]))])
+    commands = codec.joined_hset_commands(
+        keys,
+        [
+            codec.RowArguments(np.array([0, 2]), first, 4),  # keys k1 and k3
+            codec.RowArguments(np.array([2]), second, 2),  # key k3
+        ],
+    )
+    assert commands == [  # k2 has no row: no command
+        b"*6\r\n$4\r\nHSET\r\n$2\r\nk1\r\n" + first[0],
+        b"*8\r\n$4\r\nHSET\r\n$2\r\nk3\r\n" + first[1] + b"$1\r\nh\r\n$1\r\nv\r\n",
+    ]
+
+
+def test_evalsha_command_passes_each_key_row_and_the_arguments() -> None:
     keys = np.frombuffer(b"k1k2", dtype=np.uint8).reshape(2, 2)
-    cells = [
-        codec.Cells(fixed=np.frombuffer(b"ab", dtype=np.uint8).reshape(2, 1)),
-        codec.Cells(objects=[b"", b"xyz"]),
-    ]
-    commands = codec.hset_commands(keys, [b"f", b"gg"], cells)
-    assert commands == [
-        b"*6\r\n$4\r\nHSET\r\n$2\r\nk1\r\n$1\r\nf\r\n$1\r\na\r\n$2\r\ngg\r\n$0\r\n\r\n",
-        b"*6\r\n$4\r\nHSET\r\n$2\r\nk2\r\n$1\r\nf\r\n$1\r\nb\r\n$2\r\ngg\r\n$3\r\nxyz\r\n",
-    ]
+    assert codec.evalsha_command(b"abc", keys, [b"_ts:v"]) == (
+        b"*6\r\n$7\r\nEVALSHA\r\n$3\r\nabc\r\n$1\r\n2\r\n$2\r\nk1\r\n$2\r\nk2\r\n$5\r\n_ts:v\r\n"
+    )
+    assert codec.command(b"SCRIPT", b"LOAD", b"x") == b"*3\r\n$6\r\nSCRIPT\r\n$4\r\nLOAD\r\n$1\r\nx\r\n"
 
 
 def test_field_keys_are_feast_murmur_hashes() -> None:
