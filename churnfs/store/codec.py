@@ -182,12 +182,14 @@ def timestamp_cells(column: pa.Array | pa.ChunkedArray) -> Cells:
     return Cells(objects=[encoded[i] for i in inverse.tolist()], distinct=encoded, inverse=inverse)
 
 
-def field_value_arguments(n: int, fields: Sequence[bytes], cells: Sequence[Cells]) -> list[bytes]:
-    """Per row, the RESP bulks ``field value ...`` of an HSET (``2 * len(fields)`` arguments).
+def _rows(
+    n: int, prefix: Sequence[np.ndarray], fields: Sequence[bytes], cells: Sequence[Cells]
+) -> list[bytes]:
+    """Per row: the fixed-width ``prefix`` columns, then a RESP bulk of each field and its value.
 
     Fixed-width cells of every field are laid side by side in one matrix, so most of a row is
     produced by numpy; only variable-width cells are joined in Python."""
-    fixed_parts: list[np.ndarray] = []
+    fixed_parts = list(prefix)
     variable: list[list[bytes]] = []
     for field, cell in zip(fields, cells, strict=True):
         name = _bulk(field)
@@ -211,6 +213,18 @@ def field_value_arguments(n: int, fields: Sequence[bytes], cells: Sequence[Cells
     if not variable:
         return rows
     return [b"".join(parts) for parts in zip(rows, *variable, strict=True)]
+
+
+def hset_commands(keys: np.ndarray, fields: Sequence[bytes], cells: Sequence[Cells]) -> list[bytes]:
+    """RESP-encoded ``HSET key field value ...`` per row, one bytes object per row."""
+    n = keys.shape[0]
+    head = b"*%d\r\n$4\r\nHSET\r\n$%d\r\n" % (2 + 2 * len(fields), keys.shape[1])
+    return _rows(n, [_constant(n, head), keys, _constant(n, b"\r\n")], fields, cells)
+
+
+def field_value_arguments(n: int, fields: Sequence[bytes], cells: Sequence[Cells]) -> list[bytes]:
+    """Per row, the RESP bulks ``field value ...`` of an HSET (``2 * len(fields)`` arguments)."""
+    return _rows(n, [], fields, cells)
 
 
 @dataclass(frozen=True)

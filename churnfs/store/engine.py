@@ -21,9 +21,12 @@ non-int64 keys, transformations) goes to Feast's local engine unchanged.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import queue
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -186,13 +189,22 @@ class RedisBulkEngine(LocalComputeEngine):
         with ThreadPoolExecutor(max_workers=len(tasks), thread_name_prefix="materialize") as threads:
             latest = list(threads.map(self._read_latest, tasks))
             plans = [(i, plan) for i, plan in enumerate(latest) if isinstance(plan, LatestRows)]
-            driver = max(plans, key=lambda item: item[1].feature_bytes())[0] if plans else None
+            driver, batches = None, None
+            if plans:
+                driver, plan = max(plans, key=lambda item: item[1].feature_bytes())
+                # The driver's row groups start decoding now, beside the other views' reads.
+                batches = _Prefetch(plan.batches(self.chunk_rows))
             others = {
                 i: threads.submit(_ViewRows.read, task.feature_view, latest[i])
                 for i, task in enumerate(tasks)
                 if i != driver
             }
-            views = {i: future.result() for i, future in others.items()}
+            try:
+                views = {i: future.result() for i, future in others.items()}
+            except BaseException:
+                if batches is not None:
+                    batches.close()
+                raise
         read_s = time.perf_counter() - started
         progress = {
             i: t.tqdm_builder(latest[i].num_rows) if t.tqdm_builder else None for i, t in enumerate(tasks)
@@ -203,7 +215,7 @@ class RedisBulkEngine(LocalComputeEngine):
         try:
             # Redis checks chunk i+1's stored event times before it applies chunk i's writes, so
             # encoding never waits for those writes (the keys of two chunks never overlap).
-            chunks = self._chunks(tasks, latest, driver, views)
+            chunks = self._chunks(tasks, driver, batches, views)
             upcoming = next(chunks, None)
             check = self._send_check(pipe, upcoming)
             while upcoming is not None:
@@ -221,6 +233,8 @@ class RedisBulkEngine(LocalComputeEngine):
             raise
         finally:
             pool.release(connection)
+            if batches is not None:
+                batches.close()
             for bar in progress.values():
                 if bar is not None:
                     bar.close()
@@ -237,8 +251,8 @@ class RedisBulkEngine(LocalComputeEngine):
     def _chunks(
         self,
         tasks: list[MaterializationTask],
-        latest: list[LatestRows | pa.Table],
         driver: int | None,
+        batches: Iterable[pa.Table] | None,
         views: dict[int, _ViewRows],
     ) -> Iterator[tuple[np.ndarray, dict[int, _Piece]]]:
         """Chunks of entities as (their Redis keys, each view's rows for them): the driver's rows
@@ -246,11 +260,9 @@ class RedisBulkEngine(LocalComputeEngine):
         other views have."""
         join_key = tasks[0].feature_view.entity_columns[0].name
         project = self.repo_config.project
-        if driver is not None:
-            plan = latest[driver]
-            assert isinstance(plan, LatestRows)
+        if driver is not None and batches is not None:
             head = tasks[driver].feature_view
-            for rows in _prefetched(plan.batches(self.chunk_rows)):
+            for rows in batches:
                 entities = rows.column(join_key).to_numpy(zero_copy_only=False).astype(np.int64)
                 pieces = {driver: _Piece(head, rows, np.arange(len(entities)))}
                 pieces |= {i: view.gather(entities) for i, view in views.items()}
@@ -289,9 +301,8 @@ class RedisBulkEngine(LocalComputeEngine):
             if progress[i] is not None:
                 progress[i].update(len(piece.positions))
             if len(piece.positions):
-                arguments, nanos = self._encode_rows(piece.view, piece.rows, keys[piece.positions])
-                per_row = 2 * (len(piece.view.features) + 1)
-                parts.append(_Part(i, codec.RowArguments(piece.positions, arguments, per_row), nanos))
+                fields, cells, nanos = self._encode_rows(piece.view, piece.rows, keys[piece.positions])
+                parts.append(_Part(i, piece.positions, fields, cells, nanos))
         return parts
 
     def _send_writes(
@@ -301,20 +312,30 @@ class RedisBulkEngine(LocalComputeEngine):
         for it."""
         config = self.repo_config.online_store
         assert isinstance(config, RedisOnlineStoreConfig)
-        commands = codec.joined_hset_commands(keys, [part.arguments for part in parts])
+        if not parts:
+            return
+        n = keys.shape[0]
+        if all(len(part.positions) == n and part.keep is None for part in parts):
+            # Every view has a row to write for every key: one matrix of all their fields.
+            fields = [field for part in parts for field in part.fields]
+            commands = codec.hset_commands(keys, fields, [cell for part in parts for cell in part.cells])
+            present = np.arange(n)
+        else:
+            rows = [part.arguments() for part in parts]
+            commands = codec.joined_hset_commands(keys, rows)
+            present = np.unique(np.concatenate([row.positions for row in rows]))
         if config.key_ttl_seconds and commands:
-            present = np.unique(np.concatenate([part.arguments.positions for part in parts]))
             expires = codec.expire_commands(keys[present], config.key_ttl_seconds)
             commands = [c for pair in zip(commands, expires, strict=True) for c in pair]
         pipe.send(commands)
         for part in parts:
-            counts[part.index][1] += len(part.arguments.positions)
+            counts[part.index][1] += len(part.positions) if part.keep is None else int(part.keep.sum())
 
     def _encode_rows(
         self, view: FeatureView, rows: pa.Table, keys: np.ndarray
-    ) -> tuple[list[bytes], np.ndarray]:
-        """A view's HSET arguments of ``rows`` (the event time last) and their event times in ns;
-        a view's first rows are checked byte for byte against Feast's converter."""
+    ) -> tuple[list[bytes], list[codec.Cells], np.ndarray]:
+        """A view's fields and encoded values of ``rows`` (the event time last) and their event
+        times in ns; a view's first rows are checked byte for byte against Feast's converter."""
         source = view.batch_source
         assert source is not None
         cells = {f.name: _encode_column(rows.column(f.name), f.dtype) for f in view.features}
@@ -329,7 +350,7 @@ class RedisBulkEngine(LocalComputeEngine):
         fields.append(codec.timestamp_field(view.name))
         values = [cells[f.name] for f in view.features] + [ts_cells]
         micros = times.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_numpy(zero_copy_only=False)
-        return codec.field_value_arguments(rows.num_rows, fields, values), micros * 1000
+        return fields, values, micros * 1000
 
 
 @dataclass(frozen=True)
@@ -343,11 +364,23 @@ class _Piece:
 
 @dataclass(frozen=True)
 class _Part:
-    """One view's rows of a chunk, encoded."""
+    """One view's rows of a chunk, encoded, and which of them to write (``None``: all)."""
 
     index: int  # of the view's task
-    arguments: codec.RowArguments
+    positions: np.ndarray  # of the rows' keys in the chunk, ascending
+    fields: list[bytes]
+    cells: list[codec.Cells]
     event_nanos: np.ndarray
+    keep: np.ndarray | None = None
+
+    def arguments(self) -> codec.RowArguments:
+        """Each row to write as HSET arguments."""
+        rows = codec.field_value_arguments(len(self.positions), self.fields, self.cells)
+        positions = self.positions
+        if self.keep is not None:
+            rows = [row for row, kept in zip(rows, self.keep.tolist(), strict=True) if kept]
+            positions = positions[self.keep]
+        return codec.RowArguments(positions, rows, 2 * len(self.fields))
 
 
 def _drop_stale(stored: list[Any], parts: list[_Part], checked: list[int]) -> list[_Part]:
@@ -360,22 +393,16 @@ def _drop_stale(stored: list[Any], parts: list[_Part], checked: list[int]) -> li
     keep = [np.ones(len(part.event_nanos), dtype=bool) for part in parts]
     for key_index, field_index, value in zip(stored[0::3], stored[1::3], stored[2::3], strict=True):
         k = by_view[checked[field_index]]
-        positions = parts[k].arguments.positions
-        row = int(np.searchsorted(positions, key_index))
+        row = int(np.searchsorted(parts[k].positions, key_index))
         ts = Timestamp()
         ts.ParseFromString(value)
         stored_nanos = ts.seconds * 1_000_000_000 + ts.nanos
         keep[k][row] = not stored_nanos or parts[k].event_nanos[row] > stored_nanos
-    kept_parts = []
-    for part, kept in zip(parts, keep, strict=True):
-        if kept.all():
-            kept_parts.append(part)
-        elif kept.any():
-            rows = part.arguments
-            arguments = [a for a, k in zip(rows.arguments, kept.tolist(), strict=True) if k]
-            kept_rows = codec.RowArguments(rows.positions[kept], arguments, rows.per_row)
-            kept_parts.append(_Part(part.index, kept_rows, part.event_nanos[kept]))
-    return kept_parts
+    return [
+        part if kept.all() else dataclasses.replace(part, keep=kept)
+        for part, kept in zip(parts, keep, strict=True)
+        if kept.any()
+    ]
 
 
 @dataclass
@@ -407,20 +434,66 @@ class _ViewRows:
         return _Piece(self.view, self.table.take(pa.array(rows)), np.flatnonzero(present))
 
 
-def _prefetched(batches: Iterator[pa.Table]) -> Iterator[pa.Table]:
-    """``batches``, each read in a background thread while the caller handles the one before."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="materialize-read") as reader:
-        upcoming = reader.submit(next, batches, None)
-        while (batch := upcoming.result()) is not None:
-            upcoming = reader.submit(next, batches, None)
-            yield batch
+class _Prefetch:
+    """The items of an iterator, produced by a background thread from construction on, at most
+    ``depth`` ahead of the consumer (Parquet decoding releases the GIL)."""
+
+    _END = object()
+
+    def __init__(self, items: Iterator[Any], depth: int = 2) -> None:
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(items,), name="materialize-read", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, items: Iterator[Any]) -> None:
+        try:
+            for item in items:
+                if not self._put(item):
+                    return
+            self._put(self._END)
+        except BaseException as exc:  # handed to the consumer
+            self._put(_Failure(exc))
+
+    def __iter__(self) -> Iterator[Any]:
+        while (item := self._queue.get()) is not self._END:
+            if isinstance(item, _Failure):
+                raise item.error
+            yield item
+
+    def close(self) -> None:
+        """Stop producing (the consumer may have stopped early) and wait for the thread."""
+        self._stop.set()
+        self._thread.join()
+
+
+@dataclass(frozen=True)
+class _Failure:
+    error: BaseException
 
 
 STORED_EVENT_TIMES = """
 -- The stored event times of ARGV (the views' _ts fields) in each hash of KEYS, flattened as
 -- (0-based key index, 0-based field index, value) for those present: one call per chunk of keys
--- instead of one HMGET per key, and little to send back when Redis holds nothing yet.
+-- instead of one HMGET per key. Keys are first counted with EXISTS (in slices, within Lua's
+-- stack), so a chunk Redis holds nothing of costs next to nothing.
+local found = 0
+for first = 1, #KEYS, 1000 do
+  found = found + redis.call('EXISTS', unpack(KEYS, first, math.min(first + 999, #KEYS)))
+end
 local out = {}
+if found == 0 then
+  return out
+end
 for k = 1, #KEYS do
   local values = redis.call('HMGET', KEYS[k], unpack(ARGV))
   for f = 1, #ARGV do

@@ -142,3 +142,15 @@ def test_verify_against_feast_names_a_differing_feature() -> None:
     cells["score"] = codec.encode_values(pa.array([9.0, -1.5, 1e-300, 123456.789]), Float64)
     with pytest.raises(AssertionError, match=r"v\.score: value of row 0"):
         codec.verify_against_feast(view, "churnfs", table, keys, cells, timestamps)
+
+
+def test_hset_command_is_the_resp_encoding_of_key_fields_and_values() -> None:
+    keys = np.frombuffer(b"k1k2", dtype=np.uint8).reshape(2, 2)
+    cells = [
+        codec.Cells(fixed=np.frombuffer(b"ab", dtype=np.uint8).reshape(2, 1)),
+        codec.Cells(objects=[b"", b"xyz"]),
+    ]
+    assert codec.hset_commands(keys, [b"f", b"gg"], cells) == [
+        b"*6\r\n$4\r\nHSET\r\n$2\r\nk1\r\n$1\r\nf\r\n$1\r\na\r\n$2\r\ngg\r\n$0\r\n\r\n",
+        b"*6\r\n$4\r\nHSET\r\n$2\r\nk2\r\n$1\r\nf\r\n$1\r\nb\r\n$2\r\ngg\r\n$3\r\nxyz\r\n",
+    ]

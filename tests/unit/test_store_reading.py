@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from churnfs.store.consistency import _equal
 from churnfs.store.engine import read_latest_rows
@@ -97,3 +99,34 @@ def test_equal_compares_floats_to_1e6_vectors_elementwise_and_missing_values() -
     assert _equal(7, 7) and not _equal(7, 8)
     assert _equal(True, True) and not _equal(True, False)
     assert _equal("fr", "fr") and not _equal("fr", "de")
+
+
+def test_prefetch_yields_in_order_and_hands_a_failure_to_the_consumer() -> None:
+    from churnfs.store.engine import _Prefetch
+
+    assert list(_Prefetch(iter(range(7)), depth=2)) == list(range(7))
+
+    def failing() -> Iterator[int]:
+        yield 1
+        raise ValueError("row group 2 is corrupt")
+
+    prefetch = _Prefetch(failing())
+    with pytest.raises(ValueError, match="corrupt"):
+        list(prefetch)
+    prefetch.close()
+
+
+def test_prefetch_stops_producing_when_the_consumer_closes_it_early() -> None:
+    from churnfs.store.engine import _Prefetch
+
+    produced: list[int] = []
+
+    def counting() -> Iterator[int]:
+        for i in range(1000):
+            produced.append(i)
+            yield i
+
+    prefetch = _Prefetch(counting(), depth=2)
+    first = next(iter(prefetch))
+    prefetch.close()  # returns: the producer notices instead of blocking on a full queue
+    assert first == 0 and len(produced) < 10
