@@ -135,8 +135,8 @@ class RedisBulkEngine(LocalComputeEngine):
         view = task.feature_view
         source = view.batch_source
         assert isinstance(source, FileSource)
-        path = Path(FileSource.get_uri_for_file_path(self.repo_config.repo_path, source.path))
-        if path.is_file() and (source.file_format is None or isinstance(source.file_format, ParquetFormat)):
+        path = self._parquet_file(task)
+        if path is not None:
             return LatestRows.plan(
                 path,
                 join_key=view.entity_columns[0].name,
@@ -158,6 +158,25 @@ class RedisBulkEngine(LocalComputeEngine):
         )
         return job.to_arrow()
 
+    def _parquet_file(self, task: MaterializationTask) -> Path | None:
+        """The view's source as one local parquet file, or None (read through the offline store)."""
+        source = task.feature_view.batch_source
+        assert isinstance(source, FileSource)
+        path = Path(FileSource.get_uri_for_file_path(self.repo_config.repo_path, source.path))
+        if path.is_file() and (source.file_format is None or isinstance(source.file_format, ParquetFormat)):
+            return path
+        return None
+
+    def _row_bytes(self, task: MaterializationTask) -> float:
+        """About how many bytes a row of the view's features holds, decoded (parquet metadata);
+        0 when the source is not a local parquet file."""
+        path = self._parquet_file(task)
+        return (
+            0.0
+            if path is None
+            else row_bytes(pq.ParquetFile(path), [f.name for f in task.feature_view.features])
+        )
+
     def _write_views(self, tasks: list[MaterializationTask]) -> list[LocalMaterializationJob]:
         job_ids = [f"{t.feature_view.name}-{t.start_time}-{t.end_time}" for t in tasks]
         try:
@@ -175,7 +194,7 @@ class RedisBulkEngine(LocalComputeEngine):
         end state of one view after another, in a quarter of the commands and without Redis
         converting each hash's encoding as it grows.
 
-        The view with the most bytes to write (the review embeddings) drives: its latest rows are
+        The view with the widest rows (the review embeddings) drives: its latest rows are
         read a row group at a time, in file order, and the other views' rows for the same
         entities (read whole, in parallel: Parquet decoding releases the GIL) join them; entities
         the driver lacks follow. So the large view is never held whole in memory, and Redis
@@ -186,19 +205,14 @@ class RedisBulkEngine(LocalComputeEngine):
         started = time.perf_counter()
         # Feast creates its Redis client lazily and not thread-safely: create it before the threads.
         pool = self.online_store._get_client(config).connection_pool
+        # The view with the widest rows drives; its row groups start decoding as soon as it is
+        # planned, while each other view is planned and read in a thread of its own.
+        widths = [self._row_bytes(task) for task in tasks]
+        driver = int(np.argmax(widths)) if max(widths) > 0 else None
         with ThreadPoolExecutor(max_workers=len(tasks), thread_name_prefix="materialize") as threads:
-            latest = list(threads.map(self._read_latest, tasks))
-            plans = [(i, plan) for i, plan in enumerate(latest) if isinstance(plan, LatestRows)]
-            driver, batches = None, None
-            if plans:
-                driver, plan = max(plans, key=lambda item: item[1].feature_bytes())
-                # The driver's row groups start decoding now, beside the other views' reads.
-                batches = _Prefetch(plan.batches(self.chunk_rows))
-            others = {
-                i: threads.submit(_ViewRows.read, task.feature_view, latest[i])
-                for i, task in enumerate(tasks)
-                if i != driver
-            }
+            started_driver = threads.submit(self._start_driver, tasks[driver]) if driver is not None else None
+            others = {i: threads.submit(self._read_view, task) for i, task in enumerate(tasks) if i != driver}
+            driver_rows, batches = started_driver.result() if started_driver is not None else (0, None)
             try:
                 views = {i: future.result() for i, future in others.items()}
             except BaseException:
@@ -206,9 +220,8 @@ class RedisBulkEngine(LocalComputeEngine):
                     batches.close()
                 raise
         read_s = time.perf_counter() - started
-        progress = {
-            i: t.tqdm_builder(latest[i].num_rows) if t.tqdm_builder else None for i, t in enumerate(tasks)
-        }
+        totals = {i: driver_rows if i == driver else views[i].table.num_rows for i in range(len(tasks))}
+        progress = {i: t.tqdm_builder(totals[i]) if t.tqdm_builder else None for i, t in enumerate(tasks)}
         counts = {i: [0, 0] for i in range(len(tasks))}  # rows handled, rows written
         connection = pool.get_connection()
         pipe = _RespPipe(connection)
@@ -247,6 +260,14 @@ class RedisBulkEngine(LocalComputeEngine):
             time.perf_counter() - started,
             read_s,
         )
+
+    def _start_driver(self, task: MaterializationTask) -> tuple[int, _Prefetch]:
+        plan = self._read_latest(task)
+        assert isinstance(plan, LatestRows)
+        return plan.num_rows, _Prefetch(plan.batches(self.chunk_rows), depth=8)
+
+    def _read_view(self, task: MaterializationTask) -> _ViewRows:
+        return _ViewRows.read(task.feature_view, self._read_latest(task))
 
     def _chunks(
         self,
@@ -612,19 +633,6 @@ class LatestRows:
         group_rows = np.array([metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)])
         return group_rows, np.cumsum(group_rows)
 
-    def feature_bytes(self) -> float:
-        """About how many bytes the chosen rows' feature columns hold, decoded (from the file's
-        metadata: the decoded size of those columns per row, times the rows chosen)."""
-        metadata = self.parquet.metadata
-        features = set(self.columns[1:])
-        size = sum(
-            column.total_uncompressed_size
-            for g in range(metadata.num_row_groups)
-            for column in (metadata.row_group(g).column(c) for c in range(metadata.num_columns))
-            if column.path_in_schema.split(".")[0] in features
-        )
-        return size * self.num_rows / max(metadata.num_rows, 1)
-
     def read(self) -> pa.Table:
         """The chosen rows, ordered by entity, reading only the row groups that hold one
         (snapshots are written in time order: mostly the last ones) and copying rows only when
@@ -660,6 +668,19 @@ class LatestRows:
                 picked = table.take(pa.array(rows))
             for offset in range(0, picked.num_rows, max_rows):
                 yield picked.slice(offset, max_rows)
+
+
+def row_bytes(parquet: pq.ParquetFile, columns: Sequence[str]) -> float:
+    """Decoded bytes per row of ``columns`` of a parquet file, from its metadata."""
+    metadata = parquet.metadata
+    wanted = set(columns)
+    size = sum(
+        column.total_uncompressed_size
+        for g in range(metadata.num_row_groups)
+        for column in (metadata.row_group(g).column(c) for c in range(metadata.num_columns))
+        if column.path_in_schema.split(".")[0] in wanted
+    )
+    return size / max(metadata.num_rows, 1)
 
 
 def read_latest_rows(
