@@ -683,21 +683,6 @@ def row_bytes(parquet: pq.ParquetFile, columns: Sequence[str]) -> float:
     return size / max(metadata.num_rows, 1)
 
 
-def read_latest_rows(
-    path: Path,
-    join_key: str,
-    timestamp_field: str,
-    created_timestamp_column: str | None,
-    columns: Sequence[str],
-    start: datetime,
-    end: datetime,
-) -> pa.Table:
-    """The latest row per entity of one parquet file, as one table (``LatestRows``)."""
-    return LatestRows.plan(
-        path, join_key, timestamp_field, created_timestamp_column, columns, start, end
-    ).read()
-
-
 def _encode_column(column: pa.ChunkedArray, dtype: object) -> codec.Cells:
     try:
         return codec.encode_values(column, dtype)

@@ -128,13 +128,16 @@ USERS = sorted(set(WIDE_USERS) | set(NARROW_USERS))
 
 
 @pytest.fixture
-def stores(tmp_path: Path, redis_connection_string: str) -> Iterator[tuple[FeatureStore, FeatureStore]]:
+def materialized(tmp_path: Path, redis_connection_string: str) -> Iterator[tuple[FeatureStore, redis.Redis]]:
+    """Both projects materialized into the test database: the bulk engine's store and a client."""
     _write_sources(tmp_path)
     bulk = _store(tmp_path, "bulk_engine_test", redis_connection_string, bulk=True)
     feast = _store(tmp_path, "feast_engine_test", redis_connection_string, bulk=False)
     client = _client(redis_connection_string)
     try:
-        yield bulk, feast
+        bulk.materialize(START, END)
+        feast.materialize(START, END)
+        yield bulk, client
     finally:
         for user in USERS:
             client.delete(_key(user, "bulk_engine_test"), _key(user, "feast_engine_test"))
@@ -145,12 +148,9 @@ def _hashes(client: redis.Redis, project: str) -> list[dict[bytes, bytes]]:
 
 
 def test_bulk_engine_writes_feasts_bytes_for_views_with_different_entities(
-    stores: tuple[FeatureStore, FeatureStore], redis_connection_string: str
+    materialized: tuple[FeatureStore, redis.Redis],
 ) -> None:
-    bulk, feast = stores
-    client = _client(redis_connection_string)
-    bulk.materialize(START, END)
-    feast.materialize(START, END)
+    bulk, client = materialized
     ours, feasts = _hashes(client, "bulk_engine_test"), _hashes(client, "feast_engine_test")
     assert [len(h) for h in ours] == [2 if u < 5 else 6 if u <= 10 else 4 for u in USERS]
     assert ours == feasts
@@ -159,12 +159,9 @@ def test_bulk_engine_writes_feasts_bytes_for_views_with_different_entities(
 
 
 def test_a_second_run_writes_only_rows_newer_than_the_stored_ones(
-    stores: tuple[FeatureStore, FeatureStore], redis_connection_string: str
+    materialized: tuple[FeatureStore, redis.Redis],
 ) -> None:
-    bulk, feast = stores
-    client = _client(redis_connection_string)
-    bulk.materialize(START, END)
-    feast.materialize(START, END)
+    bulk, client = materialized
     project = "bulk_engine_test"
     client.delete(_key(6, project))  # gone: both views' rows are written again
     client.hdel(_key(12, project), timestamp_field("narrow"))  # no stored time: written again

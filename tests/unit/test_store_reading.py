@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from churnfs.store.consistency import _equal
-from churnfs.store.engine import read_latest_rows
+from churnfs.store.engine import LatestRows
 
 D = datetime(2025, 1, 6, tzinfo=UTC)
 
@@ -38,7 +38,7 @@ def _write(path: Path) -> None:
 def test_latest_row_per_user_inside_the_window_wins(tmp_path: Path) -> None:
     path = tmp_path / "g.parquet"
     _write(path)
-    out = read_latest_rows(
+    out = LatestRows.plan(
         path,
         "user_id",
         "event_timestamp",
@@ -46,7 +46,7 @@ def test_latest_row_per_user_inside_the_window_wins(tmp_path: Path) -> None:
         ["value"],
         start=D,
         end=D + 2 * timedelta(days=1),
-    )
+    ).read()
     got = dict(zip(out.column("user_id").to_pylist(), out.column("value").to_pylist(), strict=True))
     # user 1: day 5 is after the end -> day 1; user 2: tie on day 1 broken by the later created time;
     # user 3: its only row; user 4: its only row is before the start.
@@ -57,7 +57,7 @@ def test_latest_row_per_user_inside_the_window_wins(tmp_path: Path) -> None:
 def test_window_bounds_are_inclusive_like_feast(tmp_path: Path) -> None:
     path = tmp_path / "g.parquet"
     _write(path)
-    out = read_latest_rows(
+    out = LatestRows.plan(
         path,
         "user_id",
         "event_timestamp",
@@ -65,7 +65,7 @@ def test_window_bounds_are_inclusive_like_feast(tmp_path: Path) -> None:
         ["value"],
         start=D + timedelta(days=3),
         end=D + timedelta(days=5),
-    )
+    ).read()
     assert sorted(zip(out.column("user_id").to_pylist(), out.column("value").to_pylist(), strict=True)) == [
         (1, 15),
         (2, 23),
@@ -75,7 +75,7 @@ def test_window_bounds_are_inclusive_like_feast(tmp_path: Path) -> None:
 def test_a_window_without_rows_gives_an_empty_table(tmp_path: Path) -> None:
     path = tmp_path / "g.parquet"
     _write(path)
-    out = read_latest_rows(
+    out = LatestRows.plan(
         path,
         "user_id",
         "event_timestamp",
@@ -83,7 +83,7 @@ def test_a_window_without_rows_gives_an_empty_table(tmp_path: Path) -> None:
         ["value"],
         start=D + timedelta(days=30),
         end=D + timedelta(days=40),
-    )
+    ).read()
     assert out.num_rows == 0 and out.column_names == ["user_id", "event_timestamp", "value"]
 
 
