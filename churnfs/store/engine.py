@@ -60,7 +60,9 @@ class RedisBulkEngineConfig(FeastConfigBaseModel):
     """Options of the bulk engine (feature_store.yaml, ``batch_engine:``)."""
 
     type: Literal["churnfs.store.engine.RedisBulkEngine"] = "churnfs.store.engine.RedisBulkEngine"
-    chunk_rows: int = Field(default=5_000, gt=0, description="Rows encoded and sent per round trip.")
+    chunk_rows: int = Field(
+        default=5_000, gt=0, description="Users encoded and sent per chunk (one write-rule check each)."
+    )
     verify_rows: int = Field(default=32, ge=0, description="Rows checked against Feast's converter.")
 
 
@@ -191,8 +193,8 @@ class RedisBulkEngine(LocalComputeEngine):
     def _write_joined(self, tasks: list[MaterializationTask]) -> None:
         """Write views that share an entity key, one ``HSET`` per entity with the fields of every
         view that has a newer row for it. Feast keeps one Redis hash per entity, so this is the
-        end state of one view after another, in a quarter of the commands and without Redis
-        converting each hash's encoding as it grows.
+        end state of one view after another, in one command per entity instead of one per view
+        and without Redis converting each hash's encoding as it grows.
 
         The view with the widest rows (the review embeddings) drives: its latest rows are
         read a row group at a time, in file order, and the other views' rows for the same
@@ -205,8 +207,8 @@ class RedisBulkEngine(LocalComputeEngine):
         started = time.perf_counter()
         # Feast creates its Redis client lazily and not thread-safely: create it before the threads.
         pool = self.online_store._get_client(config).connection_pool
-        # The view with the widest rows drives; its row groups start decoding as soon as it is
-        # planned, while each other view is planned and read in a thread of its own.
+        # The driver's row groups start decoding as soon as it is planned, while each other view
+        # is planned and read in a thread of its own.
         widths = [self._row_bytes(task) for task in tasks]
         driver = int(np.argmax(widths)) if max(widths) > 0 else None
         with ThreadPoolExecutor(max_workers=len(tasks), thread_name_prefix="materialize") as threads:
