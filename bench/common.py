@@ -54,6 +54,15 @@ def run_measured(cmd: Sequence[str], env: Mapping[str, str] | None = None, cwd: 
     return Measured(wall_s=wall, peak_rss_mb=usage.ru_maxrss / 1024.0, stdout=out)
 
 
+def marked_line(stdout: str, marker: str) -> str:
+    """The rest of the first line of ``stdout`` that starts with ``marker`` and a space (how the
+    suites' child scripts hand back results); raises with the output's tail when there is none."""
+    for line in stdout.splitlines():
+        if line.startswith(marker + " "):
+            return line[len(marker) + 1 :]
+    raise RuntimeError(f"no {marker} line in output:\n{stdout[-3000:]}")
+
+
 def median_time(fn: Callable[[], object], repeat: int = 5) -> float:
     """Median wall seconds of ``repeat`` calls of ``fn``."""
     times = []

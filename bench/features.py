@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from bench.common import VENV_BIN, Row, run_measured
+from bench.common import VENV_BIN, Row, marked_line, run_measured
 
 SUITE = "features"
 WALL_GOAL_S = 30.0
@@ -45,13 +45,6 @@ print("BASELINE", sorted(times)[len(times) // 2])
 """
 
 
-def _line(stdout: str, marker: str) -> str:
-    for line in stdout.splitlines():
-        if line.startswith(marker + " "):
-            return line[len(marker) + 1 :]
-    raise RuntimeError(f"no {marker} line in output:\n{stdout[-2000:]}")
-
-
 def run(workdir: Path, users: int) -> list[Row]:
     """Generate a world at ``users``, then time the job and the GROUP BY baseline side by side."""
     data_dir = workdir / "world"
@@ -64,9 +57,9 @@ def run(workdir: Path, users: int) -> list[Row]:
     load = os.getloadavg()[0]
     jobs = [run_measured([python, "-c", JOB_SCRIPT], env=env) for _ in range(JOB_RUNS)]
     baseline_s = float(
-        _line(run_measured([python, "-c", BASELINE_SCRIPT, str(events_path)]).stdout, "BASELINE")
+        marked_line(run_measured([python, "-c", BASELINE_SCRIPT, str(events_path)]).stdout, "BASELINE")
     )
-    summaries = [json.loads(_line(j.stdout, "SUMMARY")) for j in jobs]
+    summaries = [json.loads(marked_line(j.stdout, "SUMMARY")) for j in jobs]
     summary = summaries[-1]
     wall = statistics.median(j.wall_s for j in jobs)
     inside = statistics.median(float(s["seconds"]) for s in summaries)

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bench.common import REPO, VENV_BIN, Row, run_measured
+from bench.common import REPO, VENV_BIN, Row, marked_line, run_measured
 from churnfs.settings import Settings
 from churnfs.world import WorldSpec
 
@@ -238,7 +238,7 @@ store = FeatureStore(repo_path=".")
 start, end = (datetime.fromisoformat(a) for a in sys.argv[1:3])
 began = time.perf_counter()
 store.materialize(start, end)
-print(time.perf_counter() - began)
+print("SECONDS", time.perf_counter() - began)
 """
 
 
@@ -291,7 +291,7 @@ def compare(settings: Settings, workdir: Path, users: int) -> list[Row]:
             env=env,
             cwd=repo_path,
         )
-        engine_s = float(timed.stdout.strip().splitlines()[-1])
+        engine_s = float(marked_line(timed.stdout, "SECONDS"))
         client.flushdb()
         results[label] = measured.wall_s
         engines[label] = engine_s

@@ -17,7 +17,7 @@ import json
 import statistics
 from pathlib import Path
 
-from bench.common import VENV_BIN, Row, run_measured
+from bench.common import VENV_BIN, Row, marked_line, run_measured
 
 SUITE = "monitor"
 WALL_GOAL_S = 120.0
@@ -67,13 +67,6 @@ import monitoring.job, monitoring.drift, monitoring.text
 """
 
 
-def _line(stdout: str, marker: str) -> str:
-    for line in stdout.splitlines():
-        if line.startswith(marker + " "):
-            return line[len(marker) + 1 :]
-    raise RuntimeError(f"no {marker} line in output:\n{stdout[-2000:]}")
-
-
 def run(workdir: Path, users: int) -> list[Row]:
     """Build a world at ``users`` with features and a prediction log, then time monitoring and
     the bare imports side by side."""
@@ -81,11 +74,11 @@ def run(workdir: Path, users: int) -> list[Row]:
     env = {"DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     python = str(VENV_BIN / "python")
     run_measured([str(VENV_BIN / "churnfs"), "generate", "--users", str(users), "--seed", "42"], env=env)
-    logged = int(_line(run_measured([python, "-c", SETUP_SCRIPT], env=env).stdout, "LOGGED"))
+    logged = int(marked_line(run_measured([python, "-c", SETUP_SCRIPT], env=env).stdout, "LOGGED"))
 
     runs = [run_measured([python, "-c", MONITOR_SCRIPT], env=env) for _ in range(RUNS)]
     imports = [run_measured([python, "-c", IMPORT_SCRIPT], env=env) for _ in range(RUNS)]
-    summary = json.loads(_line(runs[-1].stdout, "SUMMARY"))
+    summary = json.loads(marked_line(runs[-1].stdout, "SUMMARY"))
     wall = statistics.median(r.wall_s for r in runs)
     import_wall = statistics.median(r.wall_s for r in imports)
     peak = max(r.peak_rss_mb for r in runs)

@@ -21,7 +21,7 @@ import os
 import sys
 from pathlib import Path
 
-from bench.common import VENV_BIN, Row, run_measured
+from bench.common import VENV_BIN, Row, marked_line, run_measured
 
 SUITE = "reviews"
 SAMPLE_TEXTS = 1500
@@ -30,13 +30,6 @@ SPEEDUP_GOAL = 2.0
 RERUN_GOAL = 20.0
 COSINE_GOAL = 0.99
 ROWS_KEY = "rows user_review_features"
-
-
-def _line(stdout: str, marker: str) -> str:
-    for line in stdout.splitlines():
-        if line.startswith(marker + " "):
-            return line[len(marker) + 1 :]
-    raise RuntimeError(f"no {marker} line in output:\n{stdout[-3000:]}")
 
 
 def job(data_dir: str) -> None:
@@ -123,11 +116,11 @@ def run(workdir: Path, users: int) -> list[Row]:
 
     n_reviews = pq.read_metadata(Path(data_dir) / "raw" / "review_table.parquet").num_rows
     cold = run_measured([python, "-m", "bench.reviews", "job", data_dir], env=env)
-    cold_summary = json.loads(_line(cold.stdout, "SUMMARY"))
+    cold_summary = json.loads(marked_line(cold.stdout, "SUMMARY"))
     compared = run_measured([python, "-m", "bench.reviews", "compare", data_dir, str(SAMPLE_TEXTS)], env=env)
-    cmp = json.loads(_line(compared.stdout, "COMPARE"))
+    cmp = json.loads(marked_line(compared.stdout, "COMPARE"))
     added = run_measured([python, "-m", "bench.reviews", "add", data_dir, str(NEW_SHARE)], env=env)
-    n_new = int(_line(added.stdout, "ADDED"))
+    n_new = int(marked_line(added.stdout, "ADDED"))
     rerun = run_measured([python, "-m", "bench.reviews", "job", data_dir], env=env)
 
     cold_rate = n_reviews / cold.wall_s

@@ -35,37 +35,25 @@ def _write(path: Path) -> None:
     pq.write_table(table, path, row_group_size=3)  # three row groups
 
 
-def test_latest_row_per_user_inside_the_window_wins(tmp_path: Path) -> None:
+def _latest(tmp_path: Path, created: str | None, start: datetime, end: datetime) -> pa.Table:
+    """The latest rows of the test file in ``[start, end]``, as the bulk engine reads them."""
     path = tmp_path / "g.parquet"
     _write(path)
-    out = LatestRows.plan(
-        path,
-        "user_id",
-        "event_timestamp",
-        "created_timestamp",
-        ["value"],
-        start=D,
-        end=D + 2 * timedelta(days=1),
-    ).read()
+    return LatestRows.plan(path, "user_id", "event_timestamp", created, ["value"], start, end).read()
+
+
+def test_latest_row_per_user_inside_the_window_wins(tmp_path: Path) -> None:
+    out = _latest(tmp_path, "created_timestamp", D, D + 2 * timedelta(days=1))
     got = dict(zip(out.column("user_id").to_pylist(), out.column("value").to_pylist(), strict=True))
     # user 1: day 5 is after the end -> day 1; user 2: tie on day 1 broken by the later created time;
     # user 3: its only row; user 4: its only row is before the start.
     assert got == {1: 11, 2: 21, 3: 30}
+    assert out.column("user_id").to_pylist() == [1, 2, 3]  # ordered by entity
     assert set(out.column_names) >= {"user_id", "event_timestamp", "created_timestamp", "value"}
 
 
 def test_window_bounds_are_inclusive_like_feast(tmp_path: Path) -> None:
-    path = tmp_path / "g.parquet"
-    _write(path)
-    out = LatestRows.plan(
-        path,
-        "user_id",
-        "event_timestamp",
-        None,
-        ["value"],
-        start=D + timedelta(days=3),
-        end=D + timedelta(days=5),
-    ).read()
+    out = _latest(tmp_path, None, D + timedelta(days=3), D + timedelta(days=5))
     assert sorted(zip(out.column("user_id").to_pylist(), out.column("value").to_pylist(), strict=True)) == [
         (1, 15),
         (2, 23),
@@ -73,17 +61,7 @@ def test_window_bounds_are_inclusive_like_feast(tmp_path: Path) -> None:
 
 
 def test_a_window_without_rows_gives_an_empty_table(tmp_path: Path) -> None:
-    path = tmp_path / "g.parquet"
-    _write(path)
-    out = LatestRows.plan(
-        path,
-        "user_id",
-        "event_timestamp",
-        None,
-        ["value"],
-        start=D + timedelta(days=30),
-        end=D + timedelta(days=40),
-    ).read()
+    out = _latest(tmp_path, None, D + timedelta(days=30), D + timedelta(days=40))
     assert out.num_rows == 0 and out.column_names == ["user_id", "event_timestamp", "value"]
 
 
