@@ -7,20 +7,19 @@ stage reads it from there, so the calendar has one source of truth.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from churnfs.errors import MissingDataError
 from churnfs.io import write_text_atomic
 
 WORLD_START = datetime(2025, 1, 6, tzinfo=UTC)  # a Monday, so weekly snapshots fall on Mondays
-WINDOW_DAYS = 182  # 26 weeks, about six months
+WINDOW_DAYS = 182  # the default calendar: 26 weeks, about six months (last day 2025-07-06)
 LABEL_HORIZON_DAYS = 30
 FIRST_CUTOFF_DAY = 28  # four weeks of history before the first label cutoff
 CUTOFF_EVERY_DAYS = 14
-DRIFT_DAYS = 28  # planted drift lives in the window's last four weeks
-TRAIN_END_DAY = 114  # labels of the cutoffs up to day 84 are all known by then
+DRIFT_START_DAY = 154  # planted drift from this calendar day on: the default window's last four weeks
 
 WORLD_SPEC_FILE = "_world.json"
 
@@ -37,7 +36,14 @@ EVENT_TYPES: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class WorldSpec:
-    """What the generator built: scale, seed and the calendar (all times UTC)."""
+    """What the generator built: scale, seed and the calendar (all times UTC).
+
+    The world runs from ``start`` for ``window_days`` days (``churnfs generate --end`` sets its last
+    day). Every calendar date but ``end`` is fixed, so two worlds that differ only in their end
+    agree on everything before the earlier end. The label cutoffs split, in time order, into three
+    periods separated by more than one label horizon: **train** (fitting, fitted preprocessing,
+    the topic model, monitoring's reference), **validation** (early stopping, model choice) and
+    **test** (the last cutoff, scored once at the end of training)."""
 
     users: int
     seed: int
@@ -47,31 +53,67 @@ class WorldSpec:
     label_horizon_days: int = LABEL_HORIZON_DAYS
     first_cutoff_day: int = FIRST_CUTOFF_DAY
     cutoff_every_days: int = CUTOFF_EVERY_DAYS
-    drift_days: int = DRIFT_DAYS
-    train_end_day: int = TRAIN_END_DAY
+    drift_start_day: int = DRIFT_START_DAY
 
     @property
     def end(self) -> datetime:
+        """The first instant after the world: no raw row is dated at or after it."""
         return self.start + timedelta(days=self.window_days)
 
     @property
+    def last_day(self) -> date:
+        """The world's last calendar day (what ``churnfs generate --end`` takes)."""
+        return (self.end - timedelta(days=1)).date()
+
+    @property
     def drift_start(self) -> datetime:
-        return self.end - timedelta(days=self.drift_days)
+        """Where the planted drift begins (a fixed calendar date; at or after ``end`` when the world
+        stops before it)."""
+        return self.start + timedelta(days=self.drift_start_day)
+
+    @property
+    def has_drift_period(self) -> bool:
+        return self.drift and self.drift_start < self.end
+
+    @property
+    def horizon(self) -> timedelta:
+        return timedelta(days=self.label_horizon_days)
+
+    def test_cutoffs(self) -> list[datetime]:
+        """The test period: the last cutoff, touched once, at the end of training."""
+        return self.cutoffs()[-1:]
+
+    def validation_cutoffs(self) -> list[datetime]:
+        """The validation period: the latest cutoff whose label horizon ends by the test cutoff."""
+        test = self.test_cutoffs()
+        if not test:
+            return []
+        return [c for c in self.cutoffs() if c + self.horizon <= test[0]][-1:]
+
+    def train_cutoffs(self) -> list[datetime]:
+        """The training period: every cutoff whose label horizon ends by the validation cutoff."""
+        valid = self.validation_cutoffs()
+        if not valid:
+            return []
+        return [c for c in self.cutoffs() if c + self.horizon <= valid[0]]
 
     @property
     def train_end(self) -> datetime:
-        """End of the training period: training cutoffs and their whole label horizons lie before
-        it; fitted artifacts (topic model, scalers) see only data before it."""
-        return self.start + timedelta(days=self.train_end_day)
+        """End of the training period: the last training label's horizon end. Fitted artifacts (topic
+        model, scalers) and monitoring's reference see only data before it. A world too short for
+        three periods has its training period end at its first cutoff's horizon end."""
+        train = self.train_cutoffs() or self.cutoffs()[:1]
+        if not train:
+            return self.end
+        return min(max(train) + self.horizon, self.end)
 
-    def train_cutoffs(self) -> list[datetime]:
-        """Cutoffs whose label horizon ends by ``train_end``."""
-        horizon = timedelta(days=self.label_horizon_days)
-        return [c for c in self.cutoffs() if c + horizon <= self.train_end]
-
-    def validation_cutoffs(self) -> list[datetime]:
-        """Cutoffs at or after ``train_end``: at least one label horizon after the last training cutoff."""
-        return [c for c in self.cutoffs() if c >= self.train_end]
+    def periods(self) -> dict[str, list[datetime]]:
+        """The three periods' cutoffs, in time order."""
+        return {
+            "train": self.train_cutoffs(),
+            "validation": self.validation_cutoffs(),
+            "test": self.test_cutoffs(),
+        }
 
     def cutoffs(self) -> list[datetime]:
         """Label cutoffs: every ``cutoff_every_days`` from ``first_cutoff_day`` while the whole
@@ -95,12 +137,16 @@ class WorldSpec:
         data = asdict(self)
         data["start"] = self.start.isoformat()
         data["end"] = self.end.isoformat()
+        data["last_day"] = self.last_day.isoformat()
         return json.dumps(data, indent=2, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> WorldSpec:
         data = json.loads(text)
-        data.pop("end", None)
+        known = {f.name for f in fields(cls)}
+        if "drift_days" in data and "drift_start_day" not in data:  # a world written before --end
+            data["drift_start_day"] = data["window_days"] - data["drift_days"]
+        data = {k: v for k, v in data.items() if k in known}
         data["start"] = datetime.fromisoformat(data["start"])
         return cls(**data)
 

@@ -153,7 +153,7 @@ def sample_events(rng: np.random.Generator, pop: Population, spec: WorldSpec, dr
     ).astype(np.int8)
     drift_u = rng.random(n_raw)
     if drift:
-        in_drift = ev_day >= window - spec.drift_days
+        in_drift = ev_day >= spec.drift_start_day
         device = np.where(
             in_drift & (drift_u < DRIFT_ANDROID_SHARE), DEVICES.index("android"), device
         ).astype(np.int8)

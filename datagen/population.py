@@ -132,7 +132,7 @@ def sample_population(
 ) -> Population:
     """Draw the users, their satisfaction paths and their churn times."""
     window = spec.window_days
-    drift_day = float(window - spec.drift_days)
+    drift_day = float(spec.drift_start_day)
 
     # Signup: 75% before the window (more recent accounts more common), the rest inside it.
     pre = rng.random(n) < PRE_WINDOW_SHARE

@@ -160,7 +160,7 @@ def sample_reviews(
     rating = np.clip(np.round(0.6 + 5.0 * satisfaction + rng.normal(0.0, 0.7, r)), 1, 5).astype(np.int64)
     aspect_u = rng.random(r)
     hit_u = rng.random(r)
-    delivery_problem = drift & (day >= window - spec.drift_days) & (hit_u < DRIFT_DELIVERY_SHARE)
+    delivery_problem = drift & (day >= spec.drift_start_day) & (hit_u < DRIFT_DELIVERY_SHARE)
     rating = np.where(delivery_problem, np.maximum(rating - 2, 1), rating)
     tone = np.where(rating <= 2, NEGATIVE, np.where(rating == 3, NEUTRAL, POSITIVE))
     cdf = np.cumsum(ASPECT_GIVEN_TONE, axis=1)[tone]
