@@ -1,7 +1,10 @@
-"""Sessions and events, drawn from the users' satisfaction paths, and their JSON metadata.
+"""Sessions and events, drawn day by day from the users' satisfaction paths, and their JSON metadata.
 
-Everything is vectorised over a users x days grid (sessions per day are Poisson) and then over
-sessions and events; the metadata strings are assembled column-wise with Arrow compute.
+Each window day has its own random stream (``datagen.population.day_rng``): the sessions that
+start on day d, their events and which of them are unusable depend on the seed, d and the
+users' state during day d only. A world cut at an earlier end therefore holds exactly the same
+events before that end. Within a day everything is vectorised over users, sessions and events;
+the metadata strings are assembled column-wise with Arrow compute.
 """
 
 from __future__ import annotations
@@ -53,9 +56,18 @@ WEEKDAY_WEIGHTS = np.array([0.95, 0.95, 0.95, 0.97, 1.0, 1.12, 1.1])
 DIRTY_METADATA = ('{"category": "home", "device": ', "N/A", "{category: books}", "", "null}")
 
 
+DIRTY_NULL_USER, DIRTY_METADATA_KIND, DIRTY_TIME = 1, 2, 3
+DIRTY_SHIFT_DAYS = (1.0, 120.0)  # a bad clock dates the row this far past the world's end
+
+# Sessions per day = REGULAR_SESSION_SCALE * activity * (s / 0.8)**4 * weekday: a fixed constant
+# (not a share of the whole window's total), so a day's draws never depend on later days. It is
+# set so that the default calendar averages EVENTS_PER_USER events per user.
+REGULAR_SESSION_SCALE = 0.0394
+
+
 @dataclass
 class Events:
-    """Clean events in time order, plus what the review writer needs."""
+    """Events in time order, plus what the review writer and the dirty-row writer need."""
 
     user_index: np.ndarray  # int64 row in Population (user_id - 1)
     session_id: np.ndarray  # int64
@@ -66,47 +78,61 @@ class Events:
     device: np.ndarray  # int8 index into DEVICES
     duration_tenths: np.ndarray  # int64 tenths of a second
     price_cents: np.ndarray  # int64 cents (meaningful on priced types)
+    dirty_kind: np.ndarray  # int8: 0 clean, else DIRTY_NULL_USER, DIRTY_METADATA_KIND or DIRTY_TIME
+    dirty_choice: np.ndarray  # int8 index into DIRTY_METADATA
+    dirty_shift_days: np.ndarray  # float64 days past the world's end, for DIRTY_TIME rows
 
     @property
     def n(self) -> int:
         return len(self.day)
 
+    def take(self, index: np.ndarray) -> Events:
+        return Events(**{name: getattr(self, name)[index] for name in self.__dataclass_fields__})
 
-def sample_events(rng: np.random.Generator, pop: Population, spec: WorldSpec, drift: bool) -> Events:
-    """Draw sessions per user-day from the satisfaction path, then the events inside them."""
-    window = spec.window_days
-    exposure = pop.alive_exposure()
-    s = pop.satisfaction
+    @staticmethod
+    def concatenate(parts: list[Events]) -> Events:
+        names = Events.__dataclass_fields__
+        return Events(**{name: np.concatenate([getattr(p, name) for p in parts]) for name in names})
+
+
+def sample_day_events(
+    rng: np.random.Generator,
+    dirty_rng: np.random.Generator,
+    pop: Population,
+    spec: WorldSpec,
+    drift: bool,
+    day: int,
+    dirty_fraction: float,
+) -> tuple[Events, int]:
+    """The sessions that start on window day ``day`` and all their events, in session order.
+
+    Drawn from this day's random streams and the users' state during the day only. Events past
+    churn or the world's end are still returned (the caller keeps what lies before them), so the
+    draws of a day never depend on where the world ends. Returns the events and the number of
+    sessions (their ids are numbered by the caller)."""
+    rows, lo_alive, hi_alive = pop.alive_on_day(day)
+    mid = day + 0.5
+    s = pop.paths.at(rows, mid)
     z = 1.0 - s
-
-    weekday = WEEKDAY_WEIGHTS[np.arange(window) % 7].astype(np.float32)
-    regular = (pop.activity_rate.astype(np.float32)[:, None] * (s / 0.8) ** 4) * weekday[None, :] * exposure
-    falling = pop.paths.falling_on_grid(window)
-    support = ((SUPPORT_LEVEL_RATE * z**4 + SUPPORT_DECLINE_RATE * falling) * exposure).astype(np.float32)
-    del falling
-    del exposure
-    regular_len = 1.0 + REGULAR_SESSION_MEAN_EXTRA
-    support_len = 1.0 + SUPPORT_SESSION_SECOND_EVENT
-    expected_support = float(support.sum(dtype=np.float64)) * support_len
-    wanted_regular = max(EVENTS_PER_USER * pop.n - expected_support, 0.0)
-    regular *= np.float32(wanted_regular / max(float(regular.sum(dtype=np.float64)) * regular_len, 1e-9))
-
-    reg_user, reg_day = _sessions_from_rates(rng, regular)
-    del regular
-    sup_user, sup_day = _sessions_from_rates(rng, support)
-    del support
-    user = np.concatenate([reg_user, sup_user])
-    day_index = np.concatenate([reg_day, sup_day])
-    is_support = np.concatenate([np.zeros(len(reg_user), bool), np.ones(len(sup_user), bool)])
+    weekday = WEEKDAY_WEIGHTS[day % 7]
+    share = hi_alive - lo_alive
+    regular = REGULAR_SESSION_SCALE * pop.activity_rate[rows] * (s / 0.8) ** 4 * weekday * share
+    falling = pop.paths.falling_at(rows, mid)
+    support = (SUPPORT_LEVEL_RATE * z**4 + SUPPORT_DECLINE_RATE * falling) * share
+    n_regular = rng.poisson(regular)
+    n_support = rng.poisson(support)
+    each = np.arange(len(rows))
+    local = np.concatenate([np.repeat(each, n_regular), np.repeat(each, n_support)])
+    is_support = np.concatenate([np.zeros(int(n_regular.sum()), bool), np.ones(int(n_support.sum()), bool)])
+    user = rows[local]
     n_sessions = len(user)
 
     # Session start: a diurnal hour on full days, uniform over the alive part of partial days.
-    lo = np.maximum(day_index.astype(np.float64), pop.signup_day[user])
-    hi = np.minimum(day_index + 1.0, np.minimum(pop.churn_day[user], float(window)))
+    lo, hi = lo_alive[local], hi_alive[local]
     hour = categorical_draw(rng.random(n_sessions), HOUR_WEIGHTS / HOUR_WEIGHTS.sum())
-    diurnal = day_index + (hour + rng.random(n_sessions)) / 24.0
+    diurnal = day + (hour + rng.random(n_sessions)) / 24.0
     uniform = lo + rng.random(n_sessions) * (hi - lo)
-    full_day = (lo == day_index) & (hi == day_index + 1.0)
+    full_day = (lo == day) & (hi == day + 1.0)
     start = np.where(full_day, diurnal, uniform)
 
     extra = rng.negative_binomial(
@@ -119,14 +145,12 @@ def sample_events(rng: np.random.Generator, pop: Population, spec: WorldSpec, dr
 
     # Session ids follow start time (ties broken by draw order, deterministic).
     order = np.argsort(start, kind="stable")
-    user, day_index, is_support, start, length = (
-        a[order] for a in (user, day_index, is_support, start, length)
-    )
-    session_id = np.arange(1, n_sessions + 1, dtype=np.int64)
+    user, is_support, start, length = (a[order] for a in (user, is_support, start, length))
+    session = np.arange(n_sessions, dtype=np.int64)
 
     # Events: gaps of seconds to minutes inside a session.
     n_raw = int(length.sum())
-    ev_session = np.repeat(np.arange(n_sessions), length)
+    ev_session = np.repeat(session, length)
     first = np.zeros(n_sessions, dtype=np.int64)
     np.cumsum(length[:-1], out=first[1:])
     position = np.arange(n_raw) - first[ev_session]
@@ -141,7 +165,7 @@ def sample_events(rng: np.random.Generator, pop: Population, spec: WorldSpec, dr
     duration = np.where(is_last, last_duration, next_gap * rng.uniform(0.6, 1.0, n_raw))
 
     ev_user = user[ev_session]
-    ev_s = pop.satisfaction[ev_user, np.minimum(day_index[ev_session], window - 1)].astype(np.float64)
+    ev_s = pop.paths.at(ev_user, start[ev_session])
     ev_type = _event_types(rng, ev_s, position, is_support[ev_session])
 
     favourite = pop.favourite_category[ev_user]
@@ -161,31 +185,27 @@ def sample_events(rng: np.random.Generator, pop: Population, spec: WorldSpec, dr
     price_cents = np.clip(np.round(price * 100), 100, 500_000).astype(np.int64)
     duration_tenths = np.clip(np.round(duration * 10), 1, None).astype(np.int64)
 
-    # Keep what happens before churn and before the window's end (sessions can run over).
-    limit = np.minimum(pop.churn_day[ev_user], float(window))
-    timestamp_us = days_to_us(spec, ev_day)
-    keep = timestamp_us < days_to_us(spec, limit)
-    order = np.nonzero(keep)[0]
-    order = order[np.argsort(timestamp_us[order], kind="stable")]
-    return Events(
-        user_index=ev_user[order],
-        session_id=session_id[ev_session][order],
-        day=ev_day[order],
-        timestamp_us=timestamp_us[order],
-        event_type=ev_type[order],
-        category=category[order],
-        device=device[order],
-        duration_tenths=duration_tenths[order],
-        price_cents=price_cents[order],
+    # Unusable rows, the way real logs have them: each event on its own draw.
+    dirty = dirty_rng.random(n_raw) < dirty_fraction
+    kind = np.where(dirty, dirty_rng.integers(1, 4, n_raw), 0).astype(np.int8)
+    choice = dirty_rng.integers(0, len(DIRTY_METADATA), n_raw).astype(np.int8)
+    shift = dirty_rng.uniform(*DIRTY_SHIFT_DAYS, n_raw)
+
+    events = Events(
+        user_index=ev_user,
+        session_id=ev_session,  # the day's session number; the caller adds the running offset
+        day=ev_day,
+        timestamp_us=days_to_us(spec, ev_day),
+        event_type=ev_type,
+        category=category,
+        device=device,
+        duration_tenths=duration_tenths,
+        price_cents=price_cents,
+        dirty_kind=kind,
+        dirty_choice=choice,
+        dirty_shift_days=shift,
     )
-
-
-def _sessions_from_rates(rng: np.random.Generator, rate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Poisson session counts per (user, day) cell -> one (user, day) pair per session."""
-    counts = rng.poisson(rate)
-    users, days = np.nonzero(counts)
-    repeat = counts[users, days]
-    return np.repeat(users, repeat).astype(np.int64), np.repeat(days, repeat).astype(np.int64)
+    return events, n_sessions
 
 
 def _event_types(
@@ -237,35 +257,24 @@ def metadata_json(events: Events) -> pa.Array:
     return pc.binary_join_element_wise(prefix, duration, tail, "")
 
 
-def event_table(
-    rng: np.random.Generator, events: Events, spec: WorldSpec, dirty_fraction: float
-) -> tuple[pa.Table, int]:
-    """The ``event_logs`` table, with about ``dirty_fraction`` of rows made unusable the way real
-    logs are: a null user_id, metadata that is not JSON, or a timestamp outside the window.
+def event_table(events: Events, spec: WorldSpec) -> tuple[pa.Table, int]:
+    """The ``event_logs`` table, with the rows drawn dirty made unusable the way real logs are: a
+    null user_id, metadata that is not JSON, or a timestamp from a bad clock past the world's end.
     Returns the table and the number of unusable rows."""
     n = events.n
-    n_dirty = min(round(dirty_fraction * n), n)
-    dirty = np.sort(rng.choice(n, size=n_dirty, replace=False)) if n_dirty else np.zeros(0, dtype=np.int64)
-    kind = np.arange(n_dirty) % 3
-
-    user_valid = np.ones(n, dtype=bool)
-    user_valid[dirty[kind == 0]] = False
-    user_id = pa.array(events.user_index + 1, mask=~user_valid, type=pa.int64())
+    kind = events.dirty_kind
+    user_id = pa.array(events.user_index + 1, mask=kind == DIRTY_NULL_USER, type=pa.int64())
 
     metadata = metadata_json(events)
-    bad_meta = dirty[kind == 1]
-    if len(bad_meta):
-        mask = np.zeros(n, dtype=bool)
-        mask[bad_meta] = True
-        choice = np.asarray(DIRTY_METADATA, dtype=object)[rng.integers(0, len(DIRTY_METADATA), len(bad_meta))]
-        metadata = pc.replace_with_mask(metadata, pa.array(mask), pa.array(list(choice), pa.string()))
+    bad_meta = kind == DIRTY_METADATA_KIND
+    if bad_meta.any():
+        choice = np.asarray(DIRTY_METADATA, dtype=object)[events.dirty_choice[bad_meta]]
+        metadata = pc.replace_with_mask(metadata, pa.array(bad_meta), pa.array(list(choice), pa.string()))
 
-    timestamp_us = events.timestamp_us.copy()
-    bad_time = dirty[kind == 2]
-    before = rng.random(len(bad_time)) < 0.5
-    shift_days = rng.uniform(1.0, 120.0, len(bad_time))
-    outside = np.where(before, -shift_days, spec.window_days + shift_days)
-    timestamp_us[bad_time] = days_to_us(spec, outside)
+    bad_time = kind == DIRTY_TIME
+    timestamp_us = np.where(
+        bad_time, days_to_us(spec, spec.window_days + events.dirty_shift_days), events.timestamp_us
+    )
 
     event_type = pc.take(pa.array(EVENT_TYPES), pa.array(events.event_type.astype(np.int64)))
     table = pa.table(
@@ -278,4 +287,4 @@ def event_table(
             "metadata": metadata,
         }
     )
-    return table, n_dirty
+    return table, int((kind != 0).sum())

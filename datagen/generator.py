@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 import time
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -24,14 +25,22 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from churnfs.errors import InvalidInputError
 from churnfs.settings import Settings
-from churnfs.world import WORLD_SPEC_FILE, WorldSpec
-from datagen.events import CATEGORIES, event_table, sample_events
-from datagen.population import build_labels, sample_population
-from datagen.reviews import sample_reviews
+from churnfs.world import (
+    FIRST_CUTOFF_DAY,
+    LABEL_HORIZON_DAYS,
+    WINDOW_DAYS,
+    WORLD_SPEC_FILE,
+    WORLD_START,
+    WorldSpec,
+)
+from datagen.events import CATEGORIES, Events, event_table, sample_day_events
+from datagen.population import Population, build_labels, day_rng, days_to_us, sample_population
+from datagen.reviews import Reviews, review_tables, sample_day_reviews
 
 logger = logging.getLogger(__name__)
 
 MAX_USERS = 1_000_000  # memory grows with users x days; 100,000 needs about 1.5 GB
+MAX_WINDOW_DAYS = 3 * 365
 MAX_DIRTY_FRACTION = 0.05
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
@@ -84,11 +93,76 @@ SCHEMAS: dict[str, pa.Schema] = {
 STEPS = (
     "users and satisfaction",
     "labels and oracle",
-    "sessions and events",
-    "reviews",
+    "days: events, reviews",
+    "review table",
     "event table",
     "write",
 )
+EVENTS_STREAM, REVIEWS_STREAM, DIRTY_STREAM = 1, 2, 3
+"""The per-day random streams (``day_rng(seed, stream, day)``)."""
+
+
+def sample_days(
+    pop: Population, spec: WorldSpec, seed: int, drift: bool, dirty_fraction: float
+) -> tuple[Events, Reviews]:
+    """Draw the window day by day: each day's sessions, events and reviews from that day's own
+    streams, then keep what lies before the writer's churn and the world's end. Returns the
+    events and the reviews, each in time order."""
+    end = float(spec.window_days)
+    kept_events: list[Events] = []
+    kept_reviews: list[Reviews] = []
+    sessions_before = 0
+    for day in range(spec.window_days):
+        events, n_sessions = sample_day_events(
+            day_rng(seed, EVENTS_STREAM, day),
+            day_rng(seed, DIRTY_STREAM, day),
+            pop,
+            spec,
+            drift,
+            day,
+            dirty_fraction,
+        )
+        events.session_id = events.session_id + sessions_before + 1
+        sessions_before += n_sessions
+        reviews = sample_day_reviews(day_rng(seed, REVIEWS_STREAM, day), pop, events, spec, drift, day)
+        event_limit = days_to_us(spec, np.minimum(pop.churn_day[events.user_index], end))
+        kept_events.append(events.take(np.nonzero(events.timestamp_us < event_limit)[0]))
+        review_limit = days_to_us(spec, np.minimum(pop.churn_day[reviews.user_index], end))
+        kept_reviews.append(reviews.take(np.nonzero(reviews.timestamp_us < review_limit)[0]))
+    events = Events.concatenate(kept_events)
+    events = events.take(np.argsort(events.timestamp_us, kind="stable"))
+    reviews = Reviews.concatenate(kept_reviews)
+    return events, reviews
+
+
+def window_days_until(end: date | None) -> int:
+    """The window length of a world whose last day is ``end``; a clear error when it is too short
+    for one label cutoff or longer than the generator supports."""
+    if end is None:
+        return WINDOW_DAYS
+    first = WORLD_START.date()
+    days = (end - first).days + 1
+    shortest = FIRST_CUTOFF_DAY + LABEL_HORIZON_DAYS
+    if days < shortest:
+        earliest = first + timedelta(days=shortest - 1)
+        raise InvalidInputError(
+            f"--end {end.isoformat()} is too early: the world starts on {first.isoformat()} and needs "
+            f"{shortest} days for its first label cutoff and horizon; use {earliest.isoformat()} or later"
+        )
+    if days > MAX_WINDOW_DAYS:
+        latest = first + timedelta(days=MAX_WINDOW_DAYS - 1)
+        raise InvalidInputError(f"--end {end.isoformat()} is too late: use {latest.isoformat()} or earlier")
+    return days
+
+
+def parse_end_day(value: str | None) -> date | None:
+    """Parse ``--end YYYY-MM-DD`` (the world's last day); None keeps the standard calendar."""
+    if value is None or not str(value).strip():
+        return None
+    try:
+        return date.fromisoformat(str(value).strip())
+    except ValueError:
+        raise InvalidInputError(f"--end must be a date as YYYY-MM-DD, got {value!r}") from None
 
 
 def parse_positive_int(name: str, value: str, allow_zero: bool = False) -> int:
@@ -112,10 +186,16 @@ def generate_world(
     drift: bool = True,
     show_progress: bool = True,
     dirty_fraction: float = 0.0005,
+    end: date | None = None,
 ) -> dict[str, object]:
     """Draw the raw world for ``users`` users from ``seed`` and write it under ``settings.raw_dir``.
 
-    The same ``users``, ``seed``, ``drift`` and ``dirty_fraction`` give byte-identical files.
+    ``end`` is the world's last day (default: the standard calendar's, ``WorldSpec().last_day``).
+    The same ``users``, ``seed``, ``drift`` and ``dirty_fraction`` give byte-identical files, and
+    worlds that differ only in ``end`` agree row for row before the earlier end: every raw row
+    dated before t is drawn from the world's state and randomness before t.
+    ``users`` counts the users signed up by the standard calendar's end; a world that ends earlier
+    holds those signed up before its end.
     Returns a summary (rows per table, churn rate per cutoff, seconds) for the CLI."""
     if not 1 <= users <= MAX_USERS:
         raise InvalidInputError(f"USERS must be between 1 and {MAX_USERS:,}, got {users}")
@@ -125,15 +205,16 @@ def generate_world(
         raise InvalidInputError(
             f"dirty fraction must be between 0 and {MAX_DIRTY_FRACTION}, got {dirty_fraction}"
         )
+    window_days = window_days_until(end)
     raw_dir = Path(settings.raw_dir)
     new_folders = [p for p in (raw_dir.parent, *raw_dir.parent.parents) if not p.exists()]
     staging = _make_staging_dir(raw_dir)
     written = False
 
     began = time.perf_counter()
-    spec = WorldSpec(users=users, seed=seed, drift=drift)
+    spec = WorldSpec(users=users, seed=seed, drift=drift, window_days=window_days)
     streams = [np.random.Generator(np.random.PCG64(s)) for s in np.random.SeedSequence(seed).spawn(4)]
-    population_rng, events_rng, reviews_rng, dirty_rng = streams
+    population_rng, _, review_rng, _ = streams  # per-user draws; the days draw from day_rng
 
     progress = Progress(
         TextColumn("[bold]generate[/] {task.description:<24}"),
@@ -151,22 +232,22 @@ def generate_world(
                 progress.update(task, advance=1, description=name)
                 logger.debug("generate: %s", name)
 
-            pop = sample_population(population_rng, users, spec, drift, len(CATEGORIES))
+            pop = sample_population(population_rng, review_rng, users, spec, drift, len(CATEGORIES))
             step(STEPS[1])
             target, oracle = build_labels(pop, spec)
             step(STEPS[2])
-            events = sample_events(events_rng, pop, spec, drift)
+            events, reviews = sample_days(pop, spec, seed, drift, dirty_fraction)
             step(STEPS[3])
-            reviews, truth = sample_reviews(reviews_rng, pop, events, spec, drift)
+            review_frame, truth = review_tables(reviews, pop)
             step(STEPS[4])
-            event_logs, n_dirty = event_table(dirty_rng, events, spec, dirty_fraction)
+            event_logs, n_dirty = event_table(events, spec)
             n_sessions = len(np.unique(events.session_id))
-            del events
+            del events, reviews
             step(STEPS[5])
             tables: dict[str, pd.DataFrame | pa.Table] = {
                 "user_table": pop.user_table(spec),
                 "event_logs": event_logs,
-                "review_table": reviews,
+                "review_table": review_frame,
                 "target_table": target,
                 "_oracle": oracle,
                 "_reviews_truth": truth,
@@ -194,14 +275,15 @@ def generate_world(
     rates = target.groupby("event_timestamp")["churned"].mean()
     oracle_auc = roc_auc(target["churned"].to_numpy(), oracle["churn_probability"].to_numpy())
     summary: dict[str, object] = {
-        "users": users,
+        "users": len(tables["user_table"]),
         "seed": seed,
+        "last day": spec.last_day.isoformat(),
         "drift": drift,
         "events": event_logs.num_rows,
         "unusable events": n_dirty,
         "sessions": n_sessions,
-        "reviews": len(reviews),
-        "reviewers": f"{reviews['user_id'].nunique() / users:.1%} of users",
+        "reviews": len(review_frame),
+        "reviewers": f"{review_frame['user_id'].nunique() / max(len(tables['user_table']), 1):.1%} of users",
         "target rows": len(target),
         "churn rate per cutoff": f"{rates.min():.1%} .. {rates.max():.1%}",
         "oracle ROC-AUC": "n/a" if np.isnan(oracle_auc) else round(oracle_auc, 3),

@@ -2,6 +2,10 @@
 
 Time is measured in days from the world's start (floats; negative before it). Daily grids have
 one column per window day ``d`` (the interval ``[d, d + 1)``), evaluated at the day's midpoint.
+
+Every per-user draw here has a fixed size (one per user, whatever the world's end), and the
+satisfaction path and the hazard at time t depend only on the user's parameters and on t, so a
+world cut at an earlier end holds the same users, paths and churn times before that end.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ DEVICE_WEIGHTS = (0.40, 0.32, 0.28)
 DRIFT_DEVICE_WEIGHTS = (0.18, 0.70, 0.12)  # signups after the new Android app launched
 
 PRE_WINDOW_SHARE = 0.75  # users who signed up before the window starts
+SIGNUP_SPAN_DAYS = 182.0  # the others sign up uniformly over the default calendar's 26 weeks
 MAX_ACCOUNT_AGE_DAYS = 5 * 365
 
 # Satisfaction: a per-user base level in [0.55, 0.95]; a share of users start a decline at a
@@ -62,11 +67,16 @@ class SatisfactionPaths:
         path = np.maximum(self.base[:, None] - self.rate[:, None] * elapsed, self.floor[:, None])
         return path.astype(np.float32)
 
-    def falling_on_grid(self, window: int) -> np.ndarray:
-        """(n, window) bool: the user's satisfaction is still falling at the day's midpoint."""
-        mid = np.arange(window, dtype=np.float64)[None, :] + 0.5
-        reached_floor = self.decline_start + (self.base - self.floor) / self.rate
-        return (mid > self.decline_start[:, None]) & (mid < reached_floor[:, None])
+    def at(self, rows: np.ndarray, t: np.ndarray | float) -> np.ndarray:
+        """Satisfaction of users ``rows`` at times ``t`` (days), float64."""
+        elapsed = np.clip(t - self.decline_start[rows], 0.0, None)
+        return np.maximum(self.base[rows] - self.rate[rows] * elapsed, self.floor[rows])
+
+    def falling_at(self, rows: np.ndarray, t: float) -> np.ndarray:
+        """Whether the satisfaction of users ``rows`` is still falling at time ``t``."""
+        start = self.decline_start[rows]
+        reached_floor = start + (self.base[rows] - self.floor[rows]) / self.rate[rows]
+        return (t > start) & (t < reached_floor)
 
 
 @dataclass
@@ -85,7 +95,7 @@ class Population:
     activity_rate: np.ndarray  # heavy-tailed sessions-per-day multiplier (lognormal)
     favourite_category: np.ndarray  # index into events.CATEGORIES
     paths: SatisfactionPaths
-    satisfaction: np.ndarray  # (n, window_days) float32 at day midpoints
+    review_rate: np.ndarray  # per event: the chance that the user reviews it (0 for non-writers)
     cum_hazard: np.ndarray  # (n, window_days + 1) float64 at day boundaries
     churn_day: np.ndarray  # float64 days from start; +inf if the user stays past the window
 
@@ -93,27 +103,31 @@ class Population:
     def n(self) -> int:
         return len(self.user_id)
 
-    def alive_exposure(self) -> np.ndarray:
-        """(n, window_days) share of each day the user is signed up and not churned."""
-        days = np.arange(self.satisfaction.shape[1], dtype=np.float64)[None, :]
-        lo = np.maximum(days, self.signup_day[:, None])
-        hi = np.minimum(days + 1.0, self.churn_day[:, None])
-        return np.clip(hi - lo, 0.0, 1.0).astype(np.float32)
+    def alive_on_day(self, day: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The users signed up and not churned during part of day ``day``: their rows and the
+        start and end (days) of that part."""
+        lo = np.maximum(float(day), self.signup_day)
+        hi = np.minimum(float(day + 1), self.churn_day)
+        rows = np.nonzero(hi > lo)[0]
+        return rows, lo[rows], hi[rows]
 
     def user_table(self, spec: WorldSpec) -> pd.DataFrame:
+        """One row per user signed up before the world's end."""
         start_us = _epoch_us(spec)
-        account_age = np.where(self.signup_us < start_us, (start_us - self.signup_us) // US_PER_DAY, 0)
+        rows = np.nonzero(self.signup_us < days_to_us(spec, np.array([float(spec.window_days)]))[0])[0]
+        signup_us = self.signup_us[rows]
+        account_age = np.where(signup_us < start_us, (start_us - signup_us) // US_PER_DAY, 0)
         return pd.DataFrame(
             {
-                "user_id": self.user_id,
-                "signup_date": pd.to_datetime(self.signup_us, unit="us", utc=True),
-                "age": self.age.astype(np.int64),
-                "gender": np.asarray(GENDERS, dtype=object)[self.gender],
-                "country": np.asarray(COUNTRIES, dtype=object)[self.country],
-                "income": self.income.astype(np.float64),
-                "device": np.asarray(DEVICES, dtype=object)[self.device],
+                "user_id": self.user_id[rows],
+                "signup_date": pd.to_datetime(signup_us, unit="us", utc=True),
+                "age": self.age[rows].astype(np.int64),
+                "gender": np.asarray(GENDERS, dtype=object)[self.gender[rows]],
+                "country": np.asarray(COUNTRIES, dtype=object)[self.country[rows]],
+                "income": self.income[rows].astype(np.float64),
+                "device": np.asarray(DEVICES, dtype=object)[self.device[rows]],
                 "account_age_days": account_age.astype(np.int64),
-                "premium": self.premium.astype(bool),
+                "premium": self.premium[rows].astype(bool),
             }
         )
 
@@ -128,16 +142,25 @@ def days_to_us(spec: WorldSpec, days: np.ndarray) -> np.ndarray:
 
 
 def sample_population(
-    rng: np.random.Generator, n: int, spec: WorldSpec, drift: bool, n_categories: int
+    rng: np.random.Generator,
+    review_rng: np.random.Generator,
+    n: int,
+    spec: WorldSpec,
+    drift: bool,
+    n_categories: int,
 ) -> Population:
-    """Draw the users, their satisfaction paths and their churn times."""
+    """Draw the users, their satisfaction paths, review habits and churn times.
+
+    ``review_rng`` draws each user's review habit (``datagen.reviews.review_rates``)."""
+    from datagen.reviews import review_rates
+
     window = spec.window_days
     drift_day = float(spec.drift_start_day)
 
     # Signup: 75% before the window (more recent accounts more common), the rest inside it.
     pre = rng.random(n) < PRE_WINDOW_SHARE
     age_days = rng.beta(1.0, 1.8, n) * MAX_ACCOUNT_AGE_DAYS
-    in_window_day = rng.random(n) * window
+    in_window_day = rng.random(n) * SIGNUP_SPAN_DAYS
     signup_day = np.where(pre, -age_days, in_window_day)
     signup_us = days_to_us(spec, signup_day)
     signup_day = (signup_us - _epoch_us(spec)) / US_PER_DAY  # exactly what the table says
@@ -158,7 +181,6 @@ def sample_population(
     favourite_category = categorical_draw(rng.random(n), category_weights / category_weights.sum())
 
     paths = _satisfaction_paths(rng, signup_day)
-    satisfaction = paths.on_grid(window)
     cum_hazard, rate = _cumulative_hazard(paths, window, signup_day, premium, age)
     churn_day = _sample_churn(rng, cum_hazard, rate, signup_day)
 
@@ -175,7 +197,7 @@ def sample_population(
         activity_rate=activity_rate,
         favourite_category=favourite_category,
         paths=paths,
-        satisfaction=satisfaction,
+        review_rate=review_rates(review_rng, n),
         cum_hazard=cum_hazard,
         churn_day=churn_day,
     )
@@ -267,3 +289,9 @@ def build_labels(pop: Population, spec: WorldSpec) -> tuple[pd.DataFrame, pd.Dat
         {"user_id": user_id, "event_timestamp": timestamps, "churn_probability": np.concatenate(prob)}
     )
     return target, oracle
+
+
+def day_rng(seed: int, stream: int, day: int) -> np.random.Generator:
+    """The random stream ``stream`` of window day ``day``: its draws depend on (seed, stream, day)
+    only, so the days before any end are drawn the same whatever the world's end."""
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, stream, day])))

@@ -1,7 +1,9 @@
 """Reviews: who writes them, when, the rating, and the composed English text.
 
-Active users write more reviews, and some users write one while their satisfaction is falling
-(a complaint). A review's rating follows the writer's satisfaction on the day
+Reviews are drawn day by day, causally: some users (writers) review a share of their own events
+within two days of each, so active users write more; and while a user's satisfaction is falling
+they write a complaint now and then. Nothing about a review depends on what happens after it is
+written. A review's rating follows the writer's satisfaction at the time
 of writing; its tone follows the rating (1-2 negative, 3 neutral, 4-5 positive). The text is
 composed from sentence fragments: most sentences are about one primary aspect, optionally one
 about a secondary aspect, between a tone-matched opener and closer.
@@ -28,9 +30,10 @@ from datagen.phrases import (
 )
 from datagen.population import Population, days_to_us
 
-REVIEWER_SHARE = 0.16  # share of all users who write at least one ordinary review
-REVIEWS_PER_USER = 0.6  # reviews per user, over all users, complaints included
-COMPLAINT_SHARE = 0.5  # share of declining users who write a review while their satisfaction falls
+WRITER_SHARE = 0.22  # users who ever review an event
+REVIEW_RATE_PER_EVENT = 0.021  # mean chance, over all users, that an event prompts a review
+REVIEW_DELAY_DAYS = 2.0  # a review follows its event within this many days
+COMPLAINTS_PER_FALLING_DAY = 0.025  # complaint rate while satisfaction falls (~half write one)
 N_PRODUCTS = 3000
 MIN_WORDS, MAX_WORDS = 15, 60
 DRIFT_DELIVERY_SHARE = 0.6  # share of drift-period reviews hit by the delivery problem
@@ -94,73 +97,70 @@ def _tone_fragments(table: dict[str, tuple[str, ...]]) -> tuple[_Fragments, int]
     return _fragments([s for tone in TONES for s in table[tone]]), per_tone
 
 
-def _solve_scale(score: np.ndarray, target_mean: float, cap: float) -> float:
-    """The factor ``a`` with ``mean(clip(a * score, 0, cap)) == target_mean`` (bisection)."""
-    lo, hi = 0.0, 1.0
-    while np.clip(hi * score, 0, cap).mean() < target_mean and hi < 1e9:
-        hi *= 2.0
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        if np.clip(mid * score, 0, cap).mean() < target_mean:
-            lo = mid
-        else:
-            hi = mid
-    return hi
+_POPULARITY = 1.0 / np.arange(1, N_PRODUCTS + 1) ** 1.05
+_PRODUCT_POPULARITY = _POPULARITY / _POPULARITY.sum()
 
 
-def sample_reviews(
-    rng: np.random.Generator, pop: Population, events: Events, spec: WorldSpec, drift: bool
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The review table and its truth (primary aspect and tone per review)."""
-    n = pop.n
-    window = spec.window_days
-    n_events = np.bincount(events.user_index, minlength=n)
-    activity = np.sqrt(n_events.astype(np.float64))
+def review_rates(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Each user's chance of reviewing any one of their events: ``WRITER_SHARE`` of users write,
+    with a heavy-tailed personal rate; the others never do. Active users therefore write more."""
+    writer = rng.random(n) < WRITER_SHARE
+    rate = REVIEW_RATE_PER_EVENT / WRITER_SHARE * np.exp(rng.normal(-0.32, 0.8, n))
+    return np.where(writer, np.minimum(rate, 0.9), 0.0)
 
-    # Complaints: some users whose satisfaction is falling write a review while it falls.
-    paths = pop.paths
-    reached_floor = paths.decline_start + (paths.base - paths.floor) / paths.rate
-    declines = np.isfinite(paths.decline_start)
-    falling_days = np.zeros(n)
-    falling_days[declines] = reached_floor[declines] - paths.decline_start[declines]
-    complaint_day = paths.decline_start + rng.random(n) * falling_days
-    user_limit = np.minimum(pop.churn_day, float(window))
-    complains = (rng.random(n) < COMPLAINT_SHARE) & declines
-    complains &= (complaint_day >= np.maximum(pop.signup_day, 0.0)) & (complaint_day < user_limit)
-    complaint_user = np.nonzero(complains)[0]
 
-    # Ordinary reviews: who writes and how many both grow with activity; no events, no review.
-    cap = 0.95
-    p_writer = np.clip(_solve_scale(activity, REVIEWER_SHARE, cap) * activity, 0.0, cap)
-    writer = rng.random(n) < p_writer
-    wanted = max(REVIEWS_PER_USER * n - len(complaint_user), 0.0)
-    extra_mean = max(wanted / max(writer.sum(), 1) - 1.0, 0.0)
-    extra_rate = extra_mean * activity / max(activity[writer].mean() if writer.any() else 1.0, 1e-9)
-    count = np.where(writer, 1 + rng.poisson(extra_rate), 0)
-    ordinary_user = np.repeat(np.arange(n), count)
-    r_ordinary = len(ordinary_user)
+@dataclass
+class Reviews:
+    """Reviews of one or more days, with their truth (primary aspect and tone)."""
 
-    # When: shortly after one of the writer's own events, before churn and the window's end.
-    by_user = np.argsort(events.user_index, kind="stable")
-    first = np.zeros(n, dtype=np.int64)
-    np.cumsum(n_events[:-1], out=first[1:])
-    pick = by_user[
-        first[ordinary_user] + np.floor(rng.random(r_ordinary) * n_events[ordinary_user]).astype(np.int64)
-    ]
-    delay = rng.random(r_ordinary) * np.minimum(2.0, user_limit[ordinary_user] - events.day[pick])
+    user_index: np.ndarray
+    timestamp_us: np.ndarray
+    product_id: np.ndarray
+    rating: np.ndarray
+    text: np.ndarray  # object
+    helpful_votes: np.ndarray
+    total_votes: np.ndarray
+    aspect: np.ndarray
+    tone: np.ndarray
+
+    def take(self, index: np.ndarray) -> Reviews:
+        return Reviews(**{name: getattr(self, name)[index] for name in self.__dataclass_fields__})
+
+    @staticmethod
+    def concatenate(parts: list[Reviews]) -> Reviews:
+        names = Reviews.__dataclass_fields__
+        return Reviews(**{name: np.concatenate([getattr(p, name) for p in parts]) for name in names})
+
+
+def sample_day_reviews(
+    rng: np.random.Generator, pop: Population, events: Events, spec: WorldSpec, drift: bool, day: int
+) -> Reviews:
+    """The reviews prompted by the events of sessions that started on ``day`` (written within two
+    days after the event), and the complaints written on ``day`` by users whose satisfaction is
+    falling. Drawn from this day's stream and the writers' state at the time of writing; reviews
+    past the writer's churn or the world's end are still returned (the caller drops them)."""
+    # Ordinary reviews: each event prompts one with the user's own review rate.
+    prompted = rng.random(events.n) < pop.review_rate[events.user_index]
+    ordinary_user = events.user_index[prompted]
+    ordinary_day = events.day[prompted] + rng.random(len(ordinary_user)) * REVIEW_DELAY_DAYS
+
+    # Complaints: while satisfaction falls, a user writes one now and then.
+    rows, lo, hi = pop.alive_on_day(day)
+    falling = pop.paths.falling_at(rows, day + 0.5)
+    n_complaints = rng.poisson(COMPLAINTS_PER_FALLING_DAY * falling * (hi - lo))
+    complaint_user = np.repeat(rows, n_complaints)
+    complaint_day = np.repeat(lo, n_complaints) + rng.random(len(complaint_user)) * np.repeat(
+        hi - lo, n_complaints
+    )
 
     user = np.concatenate([ordinary_user, complaint_user])
-    day = np.concatenate([events.day[pick] + delay, complaint_day[complaint_user]])
+    when = np.concatenate([ordinary_day, complaint_day])
     r = len(user)
-    limit = user_limit[user]
-    timestamp_us = np.minimum(days_to_us(spec, day), days_to_us(spec, limit) - 1)
-    day_index = np.minimum(np.floor(day).astype(np.int64), window - 1)
-    satisfaction = pop.satisfaction[user, day_index].astype(np.float64)
-
+    satisfaction = pop.paths.at(user, when)
     rating = np.clip(np.round(0.6 + 5.0 * satisfaction + rng.normal(0.0, 0.7, r)), 1, 5).astype(np.int64)
     aspect_u = rng.random(r)
     hit_u = rng.random(r)
-    delivery_problem = drift & (day >= spec.drift_start_day) & (hit_u < DRIFT_DELIVERY_SHARE)
+    delivery_problem = drift & (when >= spec.drift_start_day) & (hit_u < DRIFT_DELIVERY_SHARE)
     rating = np.where(delivery_problem, np.maximum(rating - 2, 1), rating)
     tone = np.where(rating <= 2, NEGATIVE, np.where(rating == 3, NEUTRAL, POSITIVE))
     cdf = np.cumsum(ASPECT_GIVEN_TONE, axis=1)[tone]
@@ -173,31 +173,45 @@ def sample_reviews(
     extreme = (rating == 1) | (rating == 5)
     helpful_p = np.clip(0.45 + 0.15 * extreme + 0.1 * (words > 35), 0.0, 0.95)
     helpful_votes = rng.binomial(total_votes, helpful_p)
-    popularity = 1.0 / np.arange(1, N_PRODUCTS + 1) ** 1.05
-    product_id = rng.choice(N_PRODUCTS, size=r, p=popularity / popularity.sum()) + 1
+    product_id = rng.choice(N_PRODUCTS, size=r, p=_PRODUCT_POPULARITY) + 1
+    return Reviews(
+        user_index=user,
+        timestamp_us=days_to_us(spec, when),
+        product_id=product_id.astype(np.int64),
+        rating=rating,
+        text=text,
+        helpful_votes=helpful_votes.astype(np.int64),
+        total_votes=total_votes.astype(np.int64),
+        aspect=aspect,
+        tone=tone,
+    )
 
-    order = np.argsort(timestamp_us, kind="stable")
-    review_id = np.arange(1, r + 1, dtype=np.int64)
-    reviews = pd.DataFrame(
+
+def review_tables(reviews: Reviews, pop: Population) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The review table and its truth, in time order, numbered from 1."""
+    order = np.argsort(reviews.timestamp_us, kind="stable")
+    r = reviews.take(order)
+    review_id = np.arange(1, len(order) + 1, dtype=np.int64)
+    table = pd.DataFrame(
         {
             "review_id": review_id,
-            "user_id": pop.user_id[user[order]],
-            "product_id": product_id[order].astype(np.int64),
-            "review_timestamp": pd.to_datetime(timestamp_us[order], unit="us", utc=True),
-            "rating": rating[order],
-            "review_text": text[order],
-            "helpful_votes": helpful_votes[order].astype(np.int64),
-            "total_votes": total_votes[order].astype(np.int64),
+            "user_id": pop.user_id[r.user_index],
+            "product_id": r.product_id,
+            "review_timestamp": pd.to_datetime(r.timestamp_us, unit="us", utc=True),
+            "rating": r.rating,
+            "review_text": r.text,
+            "helpful_votes": r.helpful_votes,
+            "total_votes": r.total_votes,
         }
     )
     truth = pd.DataFrame(
         {
             "review_id": review_id,
-            "aspect": np.asarray(ASPECTS, dtype=object)[aspect[order]],
-            "tone": np.asarray(TONES, dtype=object)[tone[order]],
+            "aspect": np.asarray(ASPECTS, dtype=object)[r.aspect],
+            "tone": np.asarray(TONES, dtype=object)[r.tone],
         }
     )
-    return reviews, truth
+    return table, truth
 
 
 def _compose_texts(

@@ -179,7 +179,8 @@ def test_unusable_event_rows_are_about_the_dirty_fraction_of_three_kinds(
 ) -> None:
     ev = tables["event_logs"]
     dirty = ev.drop(index=clean_events.index)
-    assert len(dirty) == round(0.0005 * len(ev))
+    expected = 0.0005 * len(ev)  # each event is drawn dirty on its own: binomial count
+    assert abs(len(dirty) - expected) <= 4 * expected**0.5, (len(dirty), expected)
     assert dirty["user_id"].isna().sum() >= 5
     assert sum(_parse_metadata(m) is None for m in dirty["metadata"]) >= 5
     outside = (dirty["event_timestamp"] < spec.start) | (dirty["event_timestamp"] >= spec.end)
