@@ -44,8 +44,8 @@ format: setup ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-data: setup ## Generate the raw world into DATA_DIR/raw (USERS, SEED)
-	$(BIN)/churnfs generate --users $(USERS) --seed $(SEED)
+data: setup ## Generate the raw world into DATA_DIR/raw (USERS, SEED, END=YYYY-MM-DD its last day)
+	$(BIN)/churnfs generate --users $(USERS) --seed $(SEED) $(if $(END),--end $(END))
 
 features: setup ## Build the offline store (profile, activity, review, labels) from DATA_DIR/raw
 	$(BIN)/churnfs features
@@ -68,7 +68,7 @@ monitor: setup ## Drift report: training period vs latest snapshots and the pred
 
 demo: setup ## Run the product end to end at USERS users (data to monitoring), then summarise it
 	@mkdir -p "$(DATA_DIR)" && date +%s > "$(DATA_DIR)/.demo-started"
-	$(BIN)/churnfs generate --users $(USERS) --seed $(SEED)
+	$(BIN)/churnfs generate --users $(USERS) --seed $(SEED) $(if $(END),--end $(END))
 	$(BIN)/churnfs features
 	$(BIN)/churnfs online-store up
 	$(BIN)/churnfs apply

@@ -21,7 +21,15 @@ def _generate(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.parametrize(("args", "mentions"), [(["--users", "0"], "USERS"), (["--users", "abc"], "USERS")])
+@pytest.mark.parametrize(
+    ("args", "mentions"),
+    [
+        (["--users", "0"], "USERS"),
+        (["--users", "abc"], "USERS"),
+        (["--end", "2025-13-01"], "--end must be a date"),
+        (["--end", "2025-02-01"], "too early"),
+    ],
+)
 def test_bad_numbers_give_one_line_and_write_nothing(tmp_path: Path, args: list[str], mentions: str) -> None:
     data_dir = tmp_path / "world"
     result = _generate(*args, "--data-dir", str(data_dir))
