@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     predict_batch_limit: int = Field(default=1000, ge=1)
+    predict_micro_batch: bool = Field(
+        default=True,
+        description="Score concurrent POST /predict/{user_id} requests together (serving/batching.py); "
+        "false scores each request alone (benchmarks compare one entity per request with it).",
+    )
 
     # Monitoring (every other rule has its documented default in monitoring/config.py)
     drift_share_threshold: float = Field(

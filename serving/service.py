@@ -17,7 +17,7 @@ from typing import Any
 
 from churnfs.errors import ChurnFSError, ServiceUnavailableError
 from churnfs.settings import Settings
-from serving.batching import PredictionBatcher
+from serving.batching import MAX_BATCH, PredictionBatcher
 from serving.features import FeatureLookup, FeatureVector
 from serving.metrics import ServiceMetrics
 from serving.model import (
@@ -68,7 +68,11 @@ class ServingState:
         self.last_refresh: datetime | None = None
         self._next_attempt: dict[str, float] = {}
         self._lock = threading.RLock()
-        self.batcher = PredictionBatcher(self.predict_requests, on_batch=metrics.predict_batch_size.observe)
+        self.batcher = PredictionBatcher(
+            self.predict_requests,
+            max_batch=MAX_BATCH if settings.predict_micro_batch else 1,
+            on_batch=metrics.predict_batch_size.observe,
+        )
 
     # --- connecting -------------------------------------------------------------------------
 

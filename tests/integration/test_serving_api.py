@@ -237,6 +237,28 @@ def test_concurrent_predictions_are_batched_and_each_equals_the_pyfunc_score(
     assert float(scored.rsplit(" ", 1)[1]) >= len(users)
 
 
+def test_with_micro_batching_off_each_concurrent_prediction_is_scored_alone(served: ServedWorld) -> None:
+    """PREDICT_MICRO_BATCH=false: concurrent one-user requests never share a model call (what the
+    serve benchmark compares with one-entity ``feast serve`` requests)."""
+    settings = served.settings.model_copy(update={"predict_micro_batch": False})
+    users = served.sample_users[:12] * 2
+    with TestClient(create_app(settings, configure_logs=False)) as client:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            responses = list(pool.map(lambda u: client.post(f"/predict/{u}"), users))
+        metrics = client.get("/metrics").text
+    assert [r.status_code for r in responses] == [200] * len(users)
+    assert [r.json()["user_id"] for r in responses] == users
+    batches = {
+        name: float(value)
+        for name, _, value in (line.partition(" ") for line in metrics.splitlines())
+        if name in ("churnfs_predict_batch_size_count", "churnfs_predict_batch_size_sum")
+    }
+    assert batches == {
+        "churnfs_predict_batch_size_count": len(users),
+        "churnfs_predict_batch_size_sum": len(users),
+    }
+
+
 def test_every_prediction_is_appended_to_the_prediction_log(client: TestClient, served: ServedWorld) -> None:
     user_id = served.sample_users[1]
     features = client.get(f"/features/{user_id}").json()["features"]
