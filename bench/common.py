@@ -1,5 +1,6 @@
 """Shared benchmark plumbing: measure a subprocess (wall time and its own peak memory), take
-medians, describe the machine, and the row type every suite returns."""
+medians and ranges over runs, read the load, describe the machine, and the row type every suite
+returns."""
 
 from __future__ import annotations
 
@@ -61,6 +62,34 @@ def marked_line(stdout: str, marker: str) -> str:
         if line.startswith(marker + " "):
             return line[len(marker) + 1 :]
     raise RuntimeError(f"no {marker} line in output:\n{stdout[-3000:]}")
+
+
+@dataclass(frozen=True)
+class Spread:
+    """The median and range of one quantity over repeated runs."""
+
+    median: float
+    low: float
+    high: float
+    runs: int
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Spread:
+        if not values:
+            raise ValueError("no runs to summarise")
+        return cls(statistics.median(values), min(values), max(values), len(values))
+
+    def describe(self, fmt: str = ".2f", unit: str = "") -> str:
+        """``median 1.23 ms (range 1.10-1.40, 3 runs)``: how the suites' notes quote a spread."""
+        return (
+            f"median {self.median:{fmt}}{unit} (range {self.low:{fmt}}-{self.high:{fmt}}{unit}, "
+            f"{self.runs} run{'s' if self.runs != 1 else ''})"
+        )
+
+
+def load_average() -> float:
+    """The 1-minute load average: recorded with every timed run, since the machine may be shared."""
+    return os.getloadavg()[0]
 
 
 def median_time(fn: Callable[[], object], repeat: int = 5) -> float:

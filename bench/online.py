@@ -1,25 +1,34 @@
 """Benchmark: online retrieval of ``churn_model_v1`` in process, and Redis memory per user.
 
 The world (cached like the materialize suite's) is applied and materialized into a scratch Redis
-database, then ``FeatureStore.get_online_features(...).to_dict()`` is timed for one user per call
-and for 100 users per call (random users, after a warm-up) through the churnfs online store (the
-one feature_store.yaml names) and, side by side on the same users, through Feast's own
-``RedisOnlineStore`` (same registry and Redis database), against a raw ``HMGET`` of the same
-fields. Both stores' answers to one 100-user call are checked equal first.
+database, and both stores' answers to one 100-user call are checked equal. Then each reader is
+timed in its own fresh process (no heap, caches or GC state shared with the other reader or with
+the set-up), ``runs`` times, alternating which reader goes first:
+
+* ``churnfs``: ``FeatureStore.get_online_features(...).to_dict()`` through the churnfs online store
+  (the one feature_store.yaml names);
+* ``feast``: the same call through Feast's own ``RedisOnlineStore`` (same registry and Redis
+  database);
+* ``raw``: an ``HMGET`` of the same fields, the floor.
+
+Each reader process warms up, then times one user per call and 100 users per call (the same
+random users for every reader and run). The page shows each number's median and range over runs.
 """
 
 from __future__ import annotations
 
 import gc
+import json
 import os
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bench.common import Row
+from bench.common import VENV_BIN, Row, Spread, load_average, marked_line, run_measured
 from bench.materialize import (
     BENCH_REDIS_DB,
     _redis_host_port,
@@ -31,8 +40,16 @@ from bench.materialize import (
 if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore
 
+    from churnfs.settings import Settings
+
 SUITE = "online"
 SERVICE = "churn_model_v1"
+READERS = ("churnfs", "feast")
+LABELS = {"churnfs": "ChurnRedisOnlineStore", "feast": "Feast's RedisOnlineStore"}
+CALLS = 2000
+BATCH_CALLS = 300
+BATCH = 100
+WARM_UP_CALLS = 200
 
 
 def _percentiles(seconds: list[float]) -> tuple[float, float]:
@@ -42,25 +59,36 @@ def _percentiles(seconds: list[float]) -> tuple[float, float]:
 
 @dataclass
 class Timings:
-    single: list[float]
+    """One reader's run, as its process reports it (milliseconds)."""
+
+    single_p50: float
+    single_p99: float
     single_cpu_ms: float
-    batched: list[float]
-    batched_cpu_ms: float
-    batched_full_gcs: int  # Python's generation-2 collections during the 100-user calls
+    batched_p50: float = float("nan")
+    batched_p99: float = float("nan")
+    batched_cpu_ms: float = float("nan")
+    batched_full_gcs: int = 0  # Python's generation-2 collections during the 100-user calls
 
 
-def _time_calls(
-    store: FeatureStore,
-    service: FeatureService,
-    single_rows: list[list[dict[str, int]]],
-    batch_rows: list[list[dict[str, int]]],
-) -> Timings:
-    """Wall seconds of each ``get_online_features(...).to_dict()`` call, and CPU ms per call."""
+def _user_ids(users: int) -> np.ndarray:
+    """The users every reader asks for, in order: ``CALLS`` single calls, then ``BATCH_CALLS``
+    calls of ``BATCH`` users."""
+    return np.random.default_rng(0).integers(1, users + 1, size=CALLS + BATCH_CALLS * BATCH)
+
+
+def _time_calls(store: FeatureStore, service: FeatureService, users: int) -> Timings:
+    """Wall milliseconds of each ``get_online_features(...).to_dict()`` call, and CPU ms per call."""
+    ids = _user_ids(users)
+    single_rows = [[{"user_id": int(u)}] for u in ids[:CALLS]]
+    batch_rows = [
+        [{"user_id": int(u)} for u in ids[CALLS + i * BATCH : CALLS + (i + 1) * BATCH]]
+        for i in range(BATCH_CALLS)
+    ]
 
     def call(rows: list[dict[str, int]]) -> None:
         store.get_online_features(features=service, entity_rows=rows).to_dict()
 
-    for rows in single_rows[:200]:
+    for rows in single_rows[:WARM_UP_CALLS]:
         call(rows)  # warm-up: registry cache, connections
     single = []
     cpu = time.process_time()
@@ -86,14 +114,81 @@ def _time_calls(
     finally:
         gc.callbacks.remove(count_full_gcs)
     batched_cpu_ms = (time.process_time() - cpu) / len(batch_rows) * 1000
-    return Timings(single, single_cpu_ms, batched, batched_cpu_ms, len(full_gcs))
+    p50, p99 = _percentiles(single)
+    b50, b99 = _percentiles(batched)
+    return Timings(p50, p99, single_cpu_ms, b50, b99, batched_cpu_ms, len(full_gcs))
 
 
-def run(workdir: Path, users: int, calls: int = 2000, batch_calls: int = 300) -> list[Row]:
+def _time_raw_hmget(store: FeatureStore, service: FeatureService, settings: Settings, users: int) -> Timings:
+    """Wall milliseconds of a raw ``HMGET`` of the served fields, one user per call."""
+    import redis
+
+    from churnfs.store.codec import entity_keys_int64, field_key, timestamp_field
+    from churnfs.store.embedded import parse_host_port
+
+    host, port = parse_host_port(settings.redis_connection_string)
+    client = redis.Redis(host=host, port=port, db=BENCH_REDIS_DB)
+    fields = [field_key(p.name, f.name) for p in service.feature_view_projections for f in p.features]
+    fields += [timestamp_field(p.name) for p in service.feature_view_projections]
+    keys = [
+        entity_keys_int64(np.array([u]), "user_id", store.project)[0].tobytes()
+        for u in _user_ids(users)[:CALLS]
+    ]
+    for key in keys[:WARM_UP_CALLS]:
+        client.hmget(key, fields)
+    raw = []
+    cpu = time.process_time()
+    for key in keys:
+        start = time.perf_counter()
+        client.hmget(key, fields)
+        raw.append(time.perf_counter() - start)
+    cpu_ms = (time.process_time() - cpu) / len(keys) * 1000
+    p50, p99 = _percentiles(raw)
+    return Timings(p50, p99, cpu_ms)
+
+
+def read(reader: str, data_dir: str, repo: str, redis: str, users: int) -> None:
+    """Subprocess: time one reader on a fresh heap; prints ``TIMINGS {json}``."""
+    from churnfs.settings import Settings
+    from churnfs.store import get_store
+
+    settings = Settings(data_dir=Path(data_dir), redis_connection_string=redis, feast_repo_path=Path(repo))
+    store = get_store(settings)
+    service = store.get_feature_service(SERVICE)
+    timings = (
+        _time_raw_hmget(store, service, settings, users)
+        if reader == "raw"
+        else _time_calls(store, service, users)
+    )
+    print("TIMINGS " + json.dumps({**asdict(timings), "load": load_average()}))
+
+
+def _reader_run(reader: str, settings: Settings, repo: Path, users: int) -> dict[str, Any]:
+    load_before = load_average()
+    measured = run_measured(
+        [
+            str(VENV_BIN / "python"),
+            "-m",
+            "bench.online",
+            "read",
+            reader,
+            str(settings.data_dir),
+            str(repo),
+            settings.redis_connection_string,
+            str(users),
+        ]
+    )
+    result = json.loads(marked_line(measured.stdout, "TIMINGS"))
+    result["loads"] = [load_before, result.pop("load")]
+    return dict(result)
+
+
+def run(workdir: Path, users: int, runs: int = 3) -> list[Row]:
+    """Load the world into a scratch Redis database, check both stores agree, then time each
+    reader ``runs`` times, each time in a fresh process."""
     import redis
 
     from churnfs.store import apply_repo, get_store, materialize
-    from churnfs.store.codec import entity_keys_int64, field_key, timestamp_field
 
     world = build_world(workdir, users)
     host, port = _redis_host_port()
@@ -108,79 +203,130 @@ def run(workdir: Path, users: int, calls: int = 2000, batch_calls: int = 300) ->
     (settings.data_dir / "raw").symlink_to(world.raw_dir.resolve())
     client = redis.Redis(host=host, port=port, db=BENCH_REDIS_DB)
     client.flushdb()
+    results: dict[str, list[dict[str, Any]]] = {r: [] for r in (*READERS, "raw")}
     try:
         apply_repo(settings)
         materialize(settings)
-        store = get_store(settings)
-        feast_store = get_store(settings.model_copy(update={"feast_repo_path": baseline_repo(workdir)}))
-        service = store.get_feature_service(SERVICE)
-        rng = np.random.default_rng(0)
-        ids = rng.integers(1, users + 1, size=calls + batch_calls * 100)
-        single_rows = [[{"user_id": int(u)}] for u in ids[:calls]]
-        batch_rows = [
-            [{"user_id": int(u)} for u in ids[calls + i * 100 : calls + (i + 1) * 100]]
-            for i in range(batch_calls)
-        ]
-        check = batch_rows[0]
-        answer = store.get_online_features(features=service, entity_rows=check).to_dict(True)
-        assert answer == feast_store.get_online_features(features=service, entity_rows=check).to_dict(True)
+        ours = get_store(settings)
+        repos = {"churnfs": settings.feast_repo_path, "feast": baseline_repo(workdir)}
+        theirs = get_store(settings.model_copy(update={"feast_repo_path": repos["feast"]}))
+        service = ours.get_feature_service(SERVICE)
+        n_features = sum(len(p.features) for p in service.feature_view_projections)
+        check = [{"user_id": int(u)} for u in _user_ids(users)[CALLS : CALLS + BATCH]]
+        answer = ours.get_online_features(features=service, entity_rows=check).to_dict(True)
+        assert answer == theirs.get_online_features(features=service, entity_rows=check).to_dict(True)
         assert all(v[0] is not None for v in answer.values()), "a served feature is missing"
-        timings = {"churnfs": _time_calls(store, service, single_rows, batch_rows)}
-        load = {"churnfs": os.getloadavg()[0]}
-        timings["feast"] = _time_calls(feast_store, service, single_rows, batch_rows)
-        load["feast"] = os.getloadavg()[0]
-
-        fields = [field_key(p.name, f.name) for p in service.feature_view_projections for f in p.features]
-        fields += [timestamp_field(p.name) for p in service.feature_view_projections]
-        raw = []
-        for uid in ids[:calls]:
-            key = entity_keys_int64(np.array([uid]), "user_id", store.project)[0].tobytes()
-            start = time.perf_counter()
-            client.hmget(key, fields)
-            raw.append(time.perf_counter() - start)
+        del ours, theirs, answer
+        for run_index in range(runs):
+            order = READERS if run_index % 2 == 0 else READERS[::-1]
+            for reader in (*order, "raw"):
+                results[reader].append(
+                    _reader_run(reader, settings, repos.get(reader, repos["churnfs"]), users)
+                )
         per_user = redis_bytes_per_key(client)
     finally:
         client.flushdb()
-    r50, r99 = _percentiles(raw)
-    n_features = sum(len(p.features) for p in service.feature_view_projections)
-    rows = []
-    for name, label in (("churnfs", "ChurnRedisOnlineStore"), ("feast", "Feast's RedisOnlineStore")):
-        t = timings[name]
-        p50, p99 = _percentiles(t.single)
-        b50, b99 = _percentiles(t.batched)
-        ours = name == "churnfs"
-        head = f"get_online_features {SERVICE} via {label}"
+    return _rows(results, n_features, per_user)
+
+
+def _rows(results: dict[str, list[dict[str, Any]]], n_features: int, per_user: float) -> list[Row]:
+    def spread(reader: str, field: str) -> Spread:
+        return Spread.of([r[field] for r in results[reader]])
+
+    loads = [x for runs in results.values() for r in runs for x in r["loads"]]
+    rows = [
+        Row(
+            SUITE,
+            "1-min load average before / after each reader process, lowest-highest",
+            f"{min(loads):.2f}-{max(loads):.2f}",
+            note=f"{os.cpu_count()} cores; each reader in a fresh process, "
+            f"{len(results['churnfs'])} run(s) each, alternating which goes first",
+        )
+    ]
+    for reader in READERS:
+        ours = reader == "churnfs"
+        head = f"get_online_features {SERVICE} via {LABELS[reader]}"
+        single_p99 = spread(reader, "single_p99")
+        batched_p99 = spread(reader, "batched_p99")
+        gcs = sum(r["batched_full_gcs"] for r in results[reader])
         rows += [
-            Row(SUITE, f"{head}, 1 user: p50", p50, "ms", note=f"{n_features} features, `.to_dict()`"),
-            Row(SUITE, f"{head}, 1 user: p99", p99, "ms", "<= 3" if ours else "", p99 <= 3 if ours else None),
+            Row(
+                SUITE,
+                f"{head}, 1 user: p50",
+                spread(reader, "single_p50").median,
+                "ms",
+                note=f"{spread(reader, 'single_p50').describe('.3f')}; {n_features} features, `.to_dict()`",
+            ),
+            Row(
+                SUITE,
+                f"{head}, 1 user: p99",
+                single_p99.median,
+                "ms",
+                "<= 3" if ours else "",
+                single_p99.median <= 3 if ours else None,
+                single_p99.describe(".3f"),
+            ),
             Row(
                 SUITE,
                 f"{head}, 1 user: CPU per call",
-                t.single_cpu_ms,
+                spread(reader, "single_cpu_ms").median,
                 "ms",
-                note=f"this process's CPU time; 1-min load average {load[name]:.1f} during the run",
-            ),
-            Row(SUITE, f"{head}, 100 users: p50", b50, "ms"),
-            Row(
-                SUITE,
-                f"{head}, 100 users: p99",
-                b99,
-                "ms",
-                goal="<= 40" if ours else "",
-                ok=b99 <= 40 if ours else None,
-                note=f"{t.batched_full_gcs} full (generation-2) GCs in {len(t.batched)} calls",
+                note=f"{spread(reader, 'single_cpu_ms').describe('.3f')}; the reader process's CPU time",
             ),
             Row(
                 SUITE,
-                f"{head}, 100 users: CPU per call",
-                t.batched_cpu_ms,
+                f"{head}, {BATCH} users: p50",
+                spread(reader, "batched_p50").median,
                 "ms",
-                note="answers equal to Feast's (checked on one 100-user call)" if ours else "the reference",
+                note=spread(reader, "batched_p50").describe(".3f"),
+            ),
+            Row(
+                SUITE,
+                f"{head}, {BATCH} users: p99",
+                batched_p99.median,
+                "ms",
+                "<= 40" if ours else "",
+                batched_p99.median <= 40 if ours else None,
+                f"{batched_p99.describe('.3f')}; {gcs} full (generation-2) GCs in "
+                f"{BATCH_CALLS * len(results[reader])} calls over all runs",
+            ),
+            Row(
+                SUITE,
+                f"{head}, {BATCH} users: CPU per call",
+                spread(reader, "batched_cpu_ms").median,
+                "ms",
+                note=spread(reader, "batched_cpu_ms").describe(".3f")
+                + (
+                    "; answers equal to Feast's (checked on one 100-user call)" if ours else "; the reference"
+                ),
             ),
         ]
+    for label, field in (("1 user: p99", "single_p99"), (f"{BATCH} users: CPU per call", "batched_cpu_ms")):
+        ratio = Spread.of(
+            [
+                f[field] / max(c[field], 1e-9)
+                for c, f in zip(results["churnfs"], results["feast"], strict=True)
+            ]
+        )
+        rows.append(
+            Row(
+                SUITE,
+                f"Feast's store / ours, {label}",
+                ratio.median,
+                "x",
+                note=f"{ratio.describe('.2f', 'x')}, runs paired in order",
+            )
+        )
+    raw50, raw99 = spread("raw", "single_p50"), spread("raw", "single_p99")
     return [
         *rows,
-        Row(SUITE, "raw HMGET of the same fields, 1 user: p50 / p99", f"{r50:.3f} / {r99:.3f}", "ms"),
+        Row(
+            SUITE,
+            "raw HMGET of the same fields, 1 user: p50 / p99",
+            f"{raw50.median:.3f} / {raw99.median:.3f}",
+            "ms",
+            note=f"p99 {raw99.describe('.3f')}; its own process",
+        ),
         Row(
             SUITE,
             "Redis memory per user (every materialized view)",
@@ -191,11 +337,16 @@ def run(workdir: Path, users: int, calls: int = 2000, batch_calls: int = 300) ->
     ]
 
 
-if __name__ == "__main__":
-    import sys
-    import tempfile
+def main(argv: list[str]) -> int:
+    command, *rest = argv
+    if command != "read" or len(rest) != 5:
+        raise SystemExit("usage: python -m bench.online read READER DATA_DIR REPO REDIS USERS")
+    reader, data_dir, repo, redis, users = rest
+    if reader not in (*READERS, "raw"):
+        raise SystemExit(f"unknown reader {reader!r}: {', '.join(READERS)} or raw")
+    read(reader, data_dir, repo, redis, int(users))
+    return 0
 
-    scale = int(sys.argv[1]) if len(sys.argv) > 1 else int(os.environ.get("BENCH_USERS", "100000"))
-    with tempfile.TemporaryDirectory() as tmp:
-        for row in run(Path(tmp), scale):
-            print(row)
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
