@@ -1,10 +1,11 @@
-"""Point-in-time training sets: label rows from ``target_table``, features from Feast only.
+"""Point-in-time training sets: label rows from ``churn_labels``, features from Feast only.
 
-The entity frame is ``target_table`` (``user_id``, ``event_timestamp`` = the cutoff, ``churned``)
-at the training and validation cutoffs. Its features come from one place, Feast's historical
-retrieval of the feature service (``get_historical_features``), so the model trains on exactly
-what serving reads online. Every joined row is then checked against the offline files
-(``training.leakage``).
+The entity frame is the validated labels (``user_id``, ``event_timestamp`` = the cutoff,
+``churned``) of Feast's ``churn_labels`` view: the file the feature job writes from the
+``target_table`` rows that passed validation (``transformations.labels``), never the raw table.
+Its features come from one place, Feast's historical retrieval of the feature service
+(``get_historical_features``), so the model trains on exactly what serving reads online. Every
+joined row is then checked against the offline files (``training.leakage``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from training.progress import progress_bar
 logger = logging.getLogger(__name__)
 
 FEATURE_SERVICE = "churn_model_v1"
+LABEL_VIEW = "churn_labels"
 LABEL = "churned"
 KEYS = ["user_id", "event_timestamp"]
 
@@ -41,14 +43,24 @@ def _read_raw(raw_dir: Path, name: str, columns: list[str]) -> pd.DataFrame:
     return frame
 
 
-def load_entity_frame(raw_dir: Path, cutoffs: Sequence[datetime]) -> pd.DataFrame:
-    """Label rows (``user_id``, ``event_timestamp`` = cutoff, ``churned``) at the given cutoffs."""
-    target = _read_raw(raw_dir, "target_table", ["user_id", "event_timestamp", LABEL])
+def read_label_rows(path: Path, cutoffs: Sequence[datetime]) -> pd.DataFrame:
+    """Label rows (``user_id``, ``event_timestamp`` = cutoff, ``churned``) of a ``churn_labels``
+    file at the given cutoffs, sorted by user then cutoff."""
+    if not Path(path).is_file():
+        raise MissingDataError(f"{LABEL_VIEW}: offline file {path} does not exist: run `make features` first")
+    labels = pq.read_table(path, columns=[*KEYS, LABEL]).to_pandas()
+    labels["event_timestamp"] = pd.to_datetime(labels["event_timestamp"], utc=True)
     wanted = pd.to_datetime(pd.Series(list(cutoffs)), utc=True)
-    frame = target[target["event_timestamp"].isin(wanted)]
+    frame = labels[labels["event_timestamp"].isin(wanted)]
     if frame.empty:
-        raise MissingDataError(f"target_table in {raw_dir} has no rows at the cutoffs: regenerate the world")
+        raise MissingDataError(f"{path} has no label rows at the cutoffs: run `make features` on this world")
     return frame.sort_values(KEYS, kind="stable").reset_index(drop=True)
+
+
+def load_entity_frame(store: Any, cutoffs: Sequence[datetime]) -> pd.DataFrame:
+    """The validated label rows at ``cutoffs``, read from the offline file behind Feast's
+    ``churn_labels`` view."""
+    return read_label_rows(offline_file(store, LABEL_VIEW), cutoffs)
 
 
 def load_oracle(raw_dir: Path) -> pd.DataFrame:
@@ -101,16 +113,18 @@ def retrieve_features(
     return joined
 
 
+def offline_file(store: Any, view: str) -> Path:
+    """The offline parquet file behind a feature view, as the Feast registry declares it."""
+    source = store.get_feature_view(view).batch_source
+    path = Path(getattr(source, "path", ""))
+    if not path.is_file():
+        raise MissingDataError(f"{view}: offline file {path} does not exist: run `make features` first")
+    return path
+
+
 def view_sources(store: Any, features: Sequence[ServiceFeature]) -> dict[str, Path]:
     """The offline file behind each feature view of the service."""
-    files = {}
-    for view in dict.fromkeys(f.view for f in features):
-        source = store.get_feature_view(view).batch_source
-        path = Path(getattr(source, "path", ""))
-        if not path.is_file():
-            raise MissingDataError(f"{view}: offline file {path} does not exist: run `make features` first")
-        files[view] = path
-    return files
+    return {view: offline_file(store, view) for view in dict.fromkeys(f.view for f in features)}
 
 
 def check_point_in_time(
@@ -128,16 +142,16 @@ def check_point_in_time(
 
 def build_training_set(
     store: Any,
-    raw_dir: Path,
     cutoffs: Sequence[datetime],
     feature_service_name: str = FEATURE_SERVICE,
     show_progress: bool = False,
 ) -> TrainingSet:
-    """Entity frame at ``cutoffs``, features from Feast's historical retrieval, checked point in time."""
+    """Validated label rows at ``cutoffs``, features from Feast's historical retrieval, checked
+    point in time."""
     began = time.perf_counter()
     feature_service = store.get_feature_service(feature_service_name)
     features = service_features(feature_service)
-    entities = load_entity_frame(raw_dir, cutoffs)
+    entities = load_entity_frame(store, cutoffs)
     joined = retrieve_features(store, entities, feature_service, show_progress)
     checks, times = check_point_in_time(store, joined, features)
     seconds = time.perf_counter() - began

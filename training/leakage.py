@@ -1,15 +1,17 @@
 """Leakage checks: verified on the data, not assumed.
 
-* ``check_time_split``: training cutoffs, whose label windows ``[cutoff, cutoff + horizon)`` all
-  end before the first validation cutoff (a gap of at least one horizon).
+* ``check_time_split``: three periods in time order (train, validation, test), each period's
+  label windows ``[cutoff, cutoff + horizon)`` ending by the next period's first cutoff (a gap of
+  at least one horizon), so no label of one period is still open when the next begins.
 * ``feature_snapshot_times`` / ``assert_features_before_cutoff``: for every joined row and every
   feature view, the earliest offline snapshot that holds exactly the values Feast returned; it
   must be as of a time at or before the row's cutoff. An as-of time ``t`` means "computed from
   data strictly before ``t``" (docs/data-model.md), so a snapshot as of the cutoff itself is
   legitimate and nothing on or after the cutoff (the label window) can have shaped it.
 * ``scan_single_features`` and ``check_ceiling``: the oracle (the generator's true probability)
-  bounds what any honest feature or model can reach on the validation period; one that beats it
-  by more than sampling noise has seen the future, whatever its timestamps say.
+  bounds what any honest feature or model can reach on the same rows (validation, and the test
+  period for the chosen model); one that beats it by more than sampling noise has seen the
+  future, whatever its timestamps say.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +32,8 @@ from churnfs.errors import ChurnFSError, InvalidInputError
 logger = logging.getLogger(__name__)
 
 CEILING_MARGIN = 0.02
-"""How far (ROC-AUC) a model or a single feature may exceed the oracle on the validation period
-before it counts as leakage: a few standard errors at a few thousand rows."""
+"""How far (ROC-AUC) a model or a single feature may exceed the oracle on the same rows before it
+counts as leakage: a few standard errors at a few thousand rows."""
 
 
 class LeakageError(ChurnFSError):
@@ -51,19 +54,30 @@ class ViewSnapshotCheck:
 
 
 def check_time_split(
-    train_cutoffs: Sequence[datetime], valid_cutoffs: Sequence[datetime], horizon_days: int
+    train_cutoffs: Sequence[datetime],
+    valid_cutoffs: Sequence[datetime],
+    test_cutoffs: Sequence[datetime],
+    horizon_days: int,
 ) -> None:
-    """Raise LeakageError unless every training label window ends by the first validation cutoff."""
-    if not train_cutoffs or not valid_cutoffs:
-        raise InvalidInputError("the world has no training or no validation cutoffs: generate a full window")
-    horizon = timedelta(days=horizon_days)
-    last_label_end = max(train_cutoffs) + horizon
-    first_valid = min(valid_cutoffs)
-    if last_label_end > first_valid:
-        raise LeakageError(
-            f"the training labels run to {last_label_end:%Y-%m-%d}, past the first validation cutoff "
-            f"{first_valid:%Y-%m-%d}: the split needs a gap of at least {horizon_days} days"
+    """Raise LeakageError unless the training labels all end by the first validation cutoff and
+    the validation labels all end by the first test cutoff."""
+    periods = {"training": train_cutoffs, "validation": valid_cutoffs, "test": test_cutoffs}
+    empty = [name for name, cutoffs in periods.items() if not cutoffs]
+    if empty:
+        raise InvalidInputError(
+            f"the world has no {' and no '.join(empty)} cutoffs: generate a full window (the default "
+            "calendar has nine cutoffs)"
         )
+    horizon = timedelta(days=horizon_days)
+    names = list(periods)
+    for earlier, later in pairwise(names):
+        last_label_end = max(periods[earlier]) + horizon
+        first_later = min(periods[later])
+        if last_label_end > first_later:
+            raise LeakageError(
+                f"the {earlier} labels run to {last_label_end:%Y-%m-%d}, past the first {later} cutoff "
+                f"{first_later:%Y-%m-%d}: the split needs a gap of at least {horizon_days} days"
+            )
 
 
 def feature_snapshot_times(
@@ -192,10 +206,17 @@ def scan_single_features(
     return aucs
 
 
-def check_ceiling(name: str, model_auc: float, oracle_auc: float, margin: float = CEILING_MARGIN) -> None:
-    """Raise LeakageError if a model's validation ROC-AUC beats the oracle's by more than ``margin``."""
+def check_ceiling(
+    name: str,
+    model_auc: float,
+    oracle_auc: float,
+    margin: float = CEILING_MARGIN,
+    period: str = "validation",
+) -> None:
+    """Raise LeakageError if a model's ROC-AUC on a period beats the oracle's on the same rows by
+    more than ``margin``."""
     if model_auc > oracle_auc + margin:
         raise LeakageError(
-            f"{name} reaches validation ROC-AUC {model_auc:.3f}, above the generator's true probability "
+            f"{name} reaches {period} ROC-AUC {model_auc:.3f}, above the generator's true probability "
             f"({oracle_auc:.3f}): a feature must carry information from after the cutoff"
         )

@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 EXPERIMENT = "churn-model"
 REGISTERED_MODEL = "churn-model"
 CHAMPION_ALIAS = "champion"
+CHALLENGER_ALIAS = "challenger"
 MODEL_ARTIFACT = "model"
 LOADER_MODULE = "churn_model_pyfunc"
 
@@ -167,12 +168,13 @@ def log_churn_model(model_dir: Path, spec: FeatureSpec, example: pd.DataFrame) -
 
 @dataclass(frozen=True)
 class Registration:
-    """The outcome of promoting a model to champion."""
+    """A newly registered version and the alias it got."""
 
     name: str
     version: str
     alias: str
     previous_version: str | None
+    """The champion when the new version was registered."""
 
 
 def current_champion(client: Any, name: str = REGISTERED_MODEL, alias: str = CHAMPION_ALIAS) -> str | None:
@@ -185,21 +187,22 @@ def current_champion(client: Any, name: str = REGISTERED_MODEL, alias: str = CHA
         return None
 
 
-def register_champion(
+def register_version(
     client: Any,
     model_uri: str,
     tags: Mapping[str, str],
-    name: str = REGISTERED_MODEL,
     alias: str = CHAMPION_ALIAS,
+    name: str = REGISTERED_MODEL,
 ) -> Registration:
-    """Register ``model_uri`` as a new version of ``name`` and move ``alias`` to it. Earlier
-    versions stay registered (a rollback is moving the alias back)."""
+    """Register ``model_uri`` as a new version of ``name`` and point ``alias`` (``champion`` or
+    ``challenger``) at it. Earlier versions stay registered (a rollback is moving the alias back)."""
     import mlflow
 
-    previous = current_champion(client, name, alias)
+    previous = current_champion(client, name)
     version = mlflow.register_model(model_uri, name, tags=dict(tags))
     if previous is not None:
-        client.set_model_version_tag(name, version.version, "previous_champion", previous)
+        tag = "previous_champion" if alias == CHAMPION_ALIAS else "champion_at_registration"
+        client.set_model_version_tag(name, version.version, tag, previous)
     client.set_registered_model_alias(name, alias, version.version)
-    logger.info("registered %s version %s as @%s (was %s)", name, version.version, alias, previous)
+    logger.info("registered %s version %s as @%s (champion was %s)", name, version.version, alias, previous)
     return Registration(name=name, version=str(version.version), alias=alias, previous_version=previous)

@@ -1,15 +1,21 @@
-"""``churnfs train``: point-in-time training set, four models, MLflow runs, the champion.
+"""``churnfs train``: point-in-time training set, four models, MLflow runs, a gated champion.
 
-1. The calendar's time split: training cutoffs (label windows end by ``train_end``) and
-   validation cutoffs (a gap of at least one label horizon after them); checked.
-2. The training set from Feast's historical retrieval of ``churn_model_v1``; every joined row
-   checked point in time against the offline files (``training.dataset``).
+1. The calendar's three periods (``WorldSpec.periods``): train, validation, test, each period's
+   label windows ending by the next period's first cutoff; checked.
+2. The training set from Feast's historical retrieval of ``churn_model_v1`` at every cutoff of
+   the three periods, labels from the validated ``churn_labels``; every joined row checked point
+   in time against the offline files (``training.dataset``).
 3. One design-matrix layout fitted on the training period (``training.design``), a leak scan of
    every column against the oracle, then each model fitted on the training period and early
    stopped on the validation period (``training.estimators``).
-4. Validation metrics for every model and the oracle; one MLflow run per model with parameters,
-   metrics, tags, plots and the pyfunc model; the best by validation PR-AUC registered as
-   ``churn-model`` and moved to ``@champion``.
+4. Validation metrics for every model and the oracle; the best by validation PR-AUC is the
+   chosen model. Nothing so far reads a test row.
+5. The test period, scored once at the end: the chosen model and the oracle on the test rows,
+   and the current champion on the same rows for the gate (``training.gate``).
+6. One MLflow run per model (parameters, validation metrics, plots, the pyfunc model; the chosen
+   model's run also gets the test metrics); the chosen model registered as ``churn-model`` and
+   given ``@champion`` if it is not worse than the champion on the test rows, else
+   ``@challenger`` (``promote=True`` forces ``@champion``).
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from training.evaluation import (
     pr_figure,
     roc_figure,
 )
+from training.gate import GateDecision
 from training.leakage import check_ceiling, check_time_split, scan_single_features
 from training.progress import progress_bar
 
@@ -78,7 +85,30 @@ class Evaluation:
     validation_frame: pd.DataFrame
 
     def best(self, metric: str = "pr_auc") -> ModelResult:
+        """The chosen model: the best on the validation period (never on the test period)."""
         return max(self.results.values(), key=lambda r: r.metrics[metric])
+
+
+@dataclass
+class TestEvaluation:
+    """The chosen model and the oracle on the test period's rows (scored once, at the end)."""
+
+    kind: str
+    frame: pd.DataFrame
+    labels: np.ndarray
+    scores: np.ndarray
+    metrics: dict[str, float]
+    oracle_scores: np.ndarray
+    oracle_metrics: dict[str, float]
+
+    @property
+    def rows(self) -> int:
+        return len(self.frame)
+
+    @property
+    def share_of_oracle(self) -> float:
+        """The chosen model's test ROC-AUC as a share of the oracle's on the same rows."""
+        return self.metrics["roc_auc"] / self.oracle_metrics["roc_auc"]
 
 
 def attach_oracle(frame: pd.DataFrame, oracle: pd.DataFrame) -> np.ndarray:
@@ -103,8 +133,8 @@ def fit_and_evaluate(
     show_progress: bool = False,
 ) -> Evaluation:
     """Fit each model kind on the training period and score it, and the oracle, on the validation
-    period. Raises ``LeakageError`` if a column or a model beats the oracle (see
-    ``training.leakage``); models are saved under ``workdir/<kind>``."""
+    period; no other rows of ``training_set`` are read. Raises ``LeakageError`` if a column or a
+    model beats the oracle (see ``training.leakage``); models are saved under ``workdir/<kind>``."""
     train = training_set.rows_at(train_cutoffs)
     valid = training_set.rows_at(valid_cutoffs)
     if train.empty or valid.empty:
@@ -161,6 +191,24 @@ def fit_and_evaluate(
     )
 
 
+def score_test_period(chosen: ModelResult, test: pd.DataFrame, oracle: pd.DataFrame) -> TestEvaluation:
+    """The chosen model (its saved files, read back as serving reads them) and the oracle on the
+    test rows. Call it once, after the choice: its scores must not feed any decision but the
+    champion gate. Raises ``LeakageError`` if the model beats the oracle there too."""
+    if test.empty:
+        raise MissingDataError("no label rows in the test period: regenerate the world")
+    labels = binary_labels(test[LABEL])
+    scores = ChurnModel.load(chosen.model_dir).predict_matrix(design_matrix(test, chosen.spec))
+    metrics = classification_metrics(labels, scores)
+    oracle_scores = attach_oracle(test, oracle)
+    oracle_metrics = classification_metrics(labels, oracle_scores)
+    check_ceiling(chosen.kind, metrics["roc_auc"], oracle_metrics["roc_auc"], period="test")
+    logger.info(
+        "%s on the test period: %s", chosen.kind, ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+    )
+    return TestEvaluation(chosen.kind, test, labels, scores, metrics, oracle_scores, oracle_metrics)
+
+
 def _world_identity(world: WorldSpec) -> dict[str, Any]:
     return {"users": world.users, "seed": world.seed, "drift": world.drift, "start": world.start.isoformat()}
 
@@ -187,7 +235,7 @@ def _log_run(
         params.update({f"model.{k}": v for k, v in result.fitted.params.items()})
         mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
         metrics = {f"val_{k}": v for k, v in result.metrics.items()}
-        metrics.update({f"oracle_{k}": v for k, v in evaluation.oracle_metrics.items()})
+        metrics.update({f"oracle_val_{k}": v for k, v in evaluation.oracle_metrics.items()})
         metrics["val_roc_auc_share_of_oracle"] = (
             result.metrics["roc_auc"] / evaluation.oracle_metrics["roc_auc"]
         )
@@ -218,23 +266,38 @@ def _log_run(
     return run_id, str(info.model_uri)
 
 
+def _test_metrics(test: TestEvaluation, decision: GateDecision) -> dict[str, float]:
+    """The chosen model's run metrics for the test period: its own, the oracle's and the
+    champion's on the same rows."""
+    metrics = {f"test_{k}": v for k, v in test.metrics.items()}
+    metrics.update({f"oracle_test_{k}": v for k, v in test.oracle_metrics.items()})
+    metrics.update({f"champion_test_{k}": v for k, v in decision.champion_metrics.items()})
+    metrics["test_roc_auc_share_of_oracle"] = test.share_of_oracle
+    metrics["test_rows"] = test.rows
+    return {k: float(v) for k, v in metrics.items() if np.isfinite(v)}
+
+
 def track_and_register(
     settings: Settings,
     training_set: TrainingSet,
     evaluation: Evaluation,
+    test: TestEvaluation,
     world: WorldSpec,
     feature_service_version: str,
+    promote: bool = False,
 ) -> dict[str, Any]:
-    """Log one run per model and register the best by validation PR-AUC as the champion."""
+    """Log one run per model, score the current champion on the test rows and register the
+    chosen model (``test.kind``) as ``@champion`` if it is not worse there, else as
+    ``@challenger`` (``promote`` forces ``@champion``)."""
     from churnfs.tracking import mlflow_session
+    from training.gate import decide_alias, score_champion
     from training.tracking import (
-        CHAMPION_ALIAS,
         EXPERIMENT,
         REGISTERED_MODEL,
         data_snapshot,
         ensure_experiment,
         git_commit,
-        register_champion,
+        register_version,
     )
 
     offline_files = {p.stem: p for p in sorted(Path(settings.offline_store_dir).glob("*.parquet"))}
@@ -251,38 +314,58 @@ def track_and_register(
     common = {
         "train_rows": evaluation.train_rows,
         "validation_rows": evaluation.valid_rows,
+        "test_rows": test.rows,
         "train_cutoffs": ",".join(f"{c:%Y-%m-%d}" for c in world.train_cutoffs()),
         "validation_cutoffs": ",".join(f"{c:%Y-%m-%d}" for c in world.validation_cutoffs()),
+        "test_cutoffs": ",".join(f"{c:%Y-%m-%d}" for c in world.test_cutoffs()),
         "label_horizon_days": world.label_horizon_days,
         "design_columns": len(next(iter(evaluation.results.values())).spec.columns),
     }
     runs: dict[str, str] = {}
     uris: dict[str, str] = {}
+    chosen = evaluation.results[test.kind]
     with mlflow_session(settings) as client:
         experiment_id = ensure_experiment(client, settings)
         for kind, result in evaluation.results.items():
             runs[kind], uris[kind] = _log_run(
                 client, experiment_id, result, evaluation, training_set, {**tags, "model_kind": kind}, common
             )
-        best = evaluation.best("pr_auc")
+        champion = score_champion(client, test.frame, test.labels, world.test_cutoffs())
+        decision = decide_alias(test.metrics, champion, promote)
+        run_id = runs[chosen.kind]
+        for key, value in _test_metrics(test, decision).items():
+            client.log_metric(run_id, key, value)
+        client.set_tag(run_id, "gate", decision.reason)
         version_tags = {
             **tags,
-            "model_kind": best.kind,
-            "run_id": runs[best.kind],
-            "val_pr_auc": f"{best.metrics['pr_auc']:.6f}",
-            "val_roc_auc": f"{best.metrics['roc_auc']:.6f}",
+            "model_kind": chosen.kind,
+            "run_id": run_id,
+            "val_pr_auc": f"{chosen.metrics['pr_auc']:.6f}",
+            "val_roc_auc": f"{chosen.metrics['roc_auc']:.6f}",
+            "test_roc_auc": f"{test.metrics['roc_auc']:.6f}",
+            "test_pr_auc": f"{test.metrics['pr_auc']:.6f}",
+            "gate": decision.reason,
         }
-        registration = register_champion(client, uris[best.kind], version_tags)
-        client.set_tag(runs[best.kind], "registered_version", registration.version)
+        registration = register_version(client, uris[chosen.kind], version_tags, decision.alias)
+        client.set_tag(run_id, "registered_version", registration.version)
+        client.set_tag(run_id, "registered_alias", registration.alias)
+    logger.info(
+        "registered %s v%s as @%s: %s",
+        REGISTERED_MODEL,
+        registration.version,
+        decision.alias,
+        decision.reason,
+    )
     return {
         "experiment": EXPERIMENT,
         "runs": runs,
-        "best model": best.kind,
         "model name": REGISTERED_MODEL,
-        "alias": CHAMPION_ALIAS,
+        "alias": registration.alias,
+        "gate": decision.reason,
+        "champion test metrics": decision.champion_metrics,
         "registered version": registration.version,
         "previous champion": registration.previous_version,
-        "model uri": f"models:/{REGISTERED_MODEL}@{CHAMPION_ALIAS}",
+        "model uri": f"models:/{REGISTERED_MODEL}@{registration.alias}",
         "tags": tags,
     }
 
@@ -302,30 +385,36 @@ def train_models(
     models: Sequence[str] | None = None,
     max_rounds: int = MAX_ROUNDS,
     training_set: TrainingSet | None = None,
+    promote: bool = False,
 ) -> dict[str, object]:
-    """Build the point-in-time training set, fit and evaluate the models, log them to MLflow and
-    register the best (validation PR-AUC) as ``churn-model@champion``.
+    """Build the point-in-time training set, fit the models, choose the best on the validation
+    period, score it once on the test period, log everything to MLflow and register it as
+    ``churn-model@champion`` if it is not worse than the current champion on the test rows, else
+    as ``@challenger``.
 
     Args:
         models: model kinds to fit (default: all four, ``training.estimators.MODEL_KINDS``).
         max_rounds: boosting rounds at most (early stopping usually ends sooner).
-        training_set: a training set built earlier for this world (``build_training_set``), reused
-            as is; by default it is built here.
+        training_set: a training set built earlier for this world over the cutoffs of all three
+            periods (``build_training_set``), reused as is; by default it is built here.
+        promote: give the new model ``@champion`` whatever the gate says.
 
     Returns:
-        A summary: rows, per-model and oracle metrics, the best model and its registered version.
+        A summary: rows, validation metrics per model and the oracle's, the chosen model's and the
+        oracle's test metrics, the gate's decision and the registered version.
     """
     from churnfs.store import get_store
 
     began = time.perf_counter()
     kinds = check_model_kinds(models)
     world = load_world_spec(settings.raw_dir)
-    train_cutoffs, valid_cutoffs = world.train_cutoffs(), world.validation_cutoffs()
-    check_time_split(train_cutoffs, valid_cutoffs, world.label_horizon_days)
+    periods = world.periods()
+    train_cutoffs, valid_cutoffs, test_cutoffs = periods["train"], periods["validation"], periods["test"]
+    check_time_split(train_cutoffs, valid_cutoffs, test_cutoffs, world.label_horizon_days)
     store = get_store(settings, check_online=False)
     if training_set is None:
         training_set = build_training_set(
-            store, settings.raw_dir, [*train_cutoffs, *valid_cutoffs], FEATURE_SERVICE, show_progress
+            store, [*train_cutoffs, *valid_cutoffs, *test_cutoffs], FEATURE_SERVICE, show_progress
         )
     oracle = load_oracle(settings.raw_dir)
     with tempfile.TemporaryDirectory(prefix="churn-models-") as workdir:
@@ -339,22 +428,37 @@ def train_models(
             max_rounds,
             show_progress,
         )
+        chosen = evaluation.best("pr_auc")
+        # the test period, touched once: the chosen model only, after the choice
+        test = score_test_period(chosen, training_set.rows_at(test_cutoffs), oracle)
         registry = track_and_register(
-            settings, training_set, evaluation, world, feature_service_version(store, FEATURE_SERVICE)
+            settings,
+            training_set,
+            evaluation,
+            test,
+            world,
+            feature_service_version(store, FEATURE_SERVICE),
+            promote,
         )
-    best = evaluation.results[registry["best model"]]
     summary: dict[str, object] = {
         "rows": len(training_set.frame),
         "train rows": evaluation.train_rows,
         "validation rows": evaluation.valid_rows,
+        "test rows": test.rows,
         "features": len(training_set.features),
         "metrics": {kind: r.metrics for kind, r in evaluation.results.items()},
         "oracle": evaluation.oracle_metrics,
         "fit seconds": {kind: round(r.fitted.seconds, 2) for kind, r in evaluation.results.items()},
-        "best model": best.kind,
-        "best roc_auc share of oracle": round(
-            best.metrics["roc_auc"] / evaluation.oracle_metrics["roc_auc"], 4
+        "best model": chosen.kind,
+        "validation roc_auc share of oracle": round(
+            chosen.metrics["roc_auc"] / evaluation.oracle_metrics["roc_auc"], 4
         ),
+        "test metrics": test.metrics,
+        "test oracle": test.oracle_metrics,
+        "test roc_auc share of oracle": round(test.share_of_oracle, 4),
+        "champion test metrics": registry["champion test metrics"],
+        "alias": registry["alias"],
+        "gate": registry["gate"],
         "registered version": registry["registered version"],
         "previous champion": registry["previous champion"],
         "model uri": registry["model uri"],
@@ -366,16 +470,28 @@ def train_models(
     return summary
 
 
+def _metric_text(values: object) -> str | None:
+    if not isinstance(values, Mapping) or not values:
+        return None
+    return ", ".join(f"{k} {v:.4f}" for k, v in values.items())
+
+
 def summary_rows(summary: Mapping[str, object]) -> dict[str, str]:
-    """The summary as flat text rows for the CLI's two-column table (metrics one row per model)."""
-    rows: dict[str, str] = {}
-    metrics = summary.get("metrics", {})
-    oracle = summary.get("oracle", {})
-    for key, value in summary.items():
-        if key in ("metrics", "oracle", "runs"):
-            continue
-        rows[key] = str(value)
-    table = {**dict(metrics), "oracle": oracle} if isinstance(metrics, Mapping) else {}
-    for kind, values in table.items():
-        rows[f"validation {kind}"] = ", ".join(f"{k} {v:.4f}" for k, v in dict(values).items())
+    """The summary as flat text rows for the CLI's two-column table: validation metrics one row per
+    model and the oracle, then the test period's rows (the chosen model, the oracle and the
+    champion it was gated against)."""
+    nested = ("metrics", "oracle", "runs", "test metrics", "test oracle", "champion test metrics")
+    rows = {key: str(value) for key, value in summary.items() if key not in nested}
+    metrics = summary.get("metrics")
+    tables: dict[str, object] = {
+        **{f"validation {k}": v for k, v in (metrics.items() if isinstance(metrics, Mapping) else [])},
+        "validation oracle": summary.get("oracle"),
+        f"test {summary.get('best model')}": summary.get("test metrics"),
+        "test oracle": summary.get("test oracle"),
+        f"test champion v{summary.get('previous champion')}": summary.get("champion test metrics"),
+    }
+    for label, values in tables.items():
+        text = _metric_text(values)
+        if text is not None:
+            rows[label] = text
     return rows

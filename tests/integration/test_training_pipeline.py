@@ -1,5 +1,6 @@
-"""Training on the small world with real Feast and real MLflow: the point-in-time training set,
-its leakage checks (two planted leaks), the four models against the oracle, and the MLflow runs."""
+"""Training on the small world with real Feast and real MLflow: the point-in-time training set
+(validated labels, three periods), its leakage checks (two planted leaks), the four models against
+the oracle, the test period scored once for the chosen model, and the MLflow runs."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 
 from churnfs.settings import Settings
 from churnfs.world import load_world_spec
+from tests.fixtures.transformations import write_hand_made_world
 from training.dataset import check_point_in_time, load_entity_frame, load_oracle
 from training.design import ServiceFeature
 from training.estimators import MODEL_KINDS
@@ -29,22 +31,62 @@ def _store(settings: Settings) -> Any:
     return get_store(settings, check_online=False)
 
 
-def test_training_set_has_one_row_per_label_row_with_the_services_features(
+def _all_cutoffs(settings: Settings) -> list[Any]:
+    return [c for cutoffs in load_world_spec(settings.raw_dir).periods().values() for c in cutoffs]
+
+
+def test_training_set_has_one_row_per_validated_label_row_with_the_services_features(
     feast_world: Settings, training_set: Any
 ) -> None:
-    world = load_world_spec(feast_world.raw_dir)
-    labels = load_entity_frame(feast_world.raw_dir, [*world.train_cutoffs(), *world.validation_cutoffs()])
+    cutoffs = _all_cutoffs(feast_world)
+    labels = load_entity_frame(_store(feast_world), cutoffs)
+    # the labels are the feature job's validated churn_labels file, row for row
+    written = pd.read_parquet(feast_world.offline_store_dir / "churn_labels.parquet")
+    written = written[written["event_timestamp"].isin(pd.to_datetime(cutoffs, utc=True))]
+    assert len(labels) == len(written)
+    assert set(zip(labels["user_id"], labels["event_timestamp"], labels["churned"], strict=True)) == set(
+        zip(written["user_id"], written["event_timestamp"], written["churned"], strict=True)
+    )
     frame = training_set.frame
     pd.testing.assert_frame_equal(
         frame[["user_id", "event_timestamp", "churned"]].reset_index(drop=True), labels, check_dtype=False
     )
-    assert set(frame["event_timestamp"]) == set(world.train_cutoffs()) | set(world.validation_cutoffs())
+    assert set(frame["event_timestamp"]) == set(cutoffs)
     names = training_set.feature_names
     assert "review_embedding" not in names
     assert {"events_30d", "categorical_event_vector", "topic_vector", "sentiment_score", "country"} <= set(
         names
     )
     assert len(names) == len(set(names))
+
+
+def test_labels_come_from_the_churn_labels_view_not_the_raw_target_table(
+    redis_connection_string: str, tmp_path: Path
+) -> None:
+    """The hand-made world's target_table has a row for an unknown user (99), which the feature
+    job quarantines; training reads the labels behind Feast's churn_labels view, so it never
+    sees that row."""
+    from churnfs.store import apply_repo
+    from transformations.job import build_features
+
+    settings = write_hand_made_world(tmp_path / "world").model_copy(
+        update={"redis_connection_string": redis_connection_string}
+    )
+    build_features(settings, groups=["labels"], show_progress=False)
+    apply_repo(settings)
+    raw = pd.read_parquet(settings.raw_dir / "target_table.parquet")
+    labels = load_entity_frame(_store(settings), sorted(set(raw["event_timestamp"])))
+    assert 99 in set(raw["user_id"]) and 99 not in set(labels["user_id"])
+    assert labels[["user_id", "churned"]].values.tolist() == [
+        [1, 0],
+        [1, 0],
+        [2, 0],
+        [2, 1],
+        [3, 1],
+        [3, 1],
+        [4, 0],
+    ]
+    assert (labels["event_timestamp"].dt.tz is not None) and len(labels) == len(raw) - 1
 
 
 def test_every_joined_row_comes_from_a_snapshot_as_of_its_cutoff_or_earlier(
@@ -156,8 +198,67 @@ def test_summary_scores_every_model_and_the_oracle_on_the_validation_period(
     best = training_summary["best model"]
     assert metrics[best]["pr_auc"] == max(m["pr_auc"] for m in metrics.values())
     share = metrics[best]["roc_auc"] / oracle["roc_auc"]
-    assert training_summary["best roc_auc share of oracle"] == pytest.approx(share, abs=1e-4)
+    assert training_summary["validation roc_auc share of oracle"] == pytest.approx(share, abs=1e-4)
     print("validation metrics:", {k: round(v["roc_auc"], 4) for k, v in metrics.items()}, "oracle", oracle)
+
+
+def test_the_chosen_model_and_the_oracle_are_scored_on_the_test_rows_once_at_the_end(
+    training_summary: dict[str, Any], training_set: Any, feast_world: Settings
+) -> None:
+    world = load_world_spec(feast_world.raw_dir)
+    test_rows = training_set.rows_at(world.test_cutoffs())
+    assert training_summary["test rows"] == len(test_rows) > 0
+    assert training_summary["train rows"] + training_summary["validation rows"] + len(test_rows) == len(
+        training_set.frame
+    )
+    test, oracle = training_summary["test metrics"], training_summary["test oracle"]
+    assert set(test) == set(oracle) == set(METRICS)
+    assert 0.5 < test["roc_auc"] <= oracle["roc_auc"] + 0.02
+    assert 0.0 < test["brier"] < 0.25
+    # the oracle's figures are its own on these rows, not the validation period's
+    labels = test_rows["churned"].to_numpy()
+    truth = test_rows[["user_id", "event_timestamp"]].merge(load_oracle(feast_world.raw_dir), how="left")
+    from training.evaluation import classification_metrics
+
+    expected = classification_metrics(labels, truth["churn_probability"].to_numpy())
+    assert oracle == pytest.approx(expected)
+    assert training_summary["test roc_auc share of oracle"] == pytest.approx(
+        test["roc_auc"] / oracle["roc_auc"], abs=1e-4
+    )
+    # the session's first training had no champion to beat
+    assert training_summary["alias"] == "champion" and training_summary["previous champion"] is None
+    print("test:", {k: round(v, 4) for k, v in test.items()}, "oracle", oracle)
+
+
+def test_test_period_labels_change_nothing_in_fitting_or_model_choice(
+    feast_world: Settings, training_set: Any, tmp_path: Path
+) -> None:
+    """Nothing is tuned on the test period: flipping every test label leaves the fitted models,
+    their validation metrics and the choice exactly as they were."""
+    world = load_world_spec(feast_world.raw_dir)
+    is_test = training_set.frame["event_timestamp"].isin(world.test_cutoffs())
+    flipped = training_set.frame.assign(
+        churned=training_set.frame["churned"].where(~is_test, 1 - training_set.frame["churned"])
+    )
+    assert (flipped["churned"] != training_set.frame["churned"]).sum() == is_test.sum() > 0
+    runs = {}
+    for name, frame in (("honest", training_set.frame), ("flipped", flipped)):
+        same_features = type(training_set)(frame, training_set.features, training_set.feature_service)
+        evaluation = fit_and_evaluate(
+            same_features,
+            load_oracle(feast_world.raw_dir),
+            world.train_cutoffs(),
+            world.validation_cutoffs(),
+            ["logistic_regression", "lightgbm"],
+            tmp_path / name,
+            max_rounds=40,
+        )
+        runs[name] = evaluation
+    honest, flipped_run = runs["honest"], runs["flipped"]
+    assert honest.best().kind == flipped_run.best().kind
+    for kind, result in honest.results.items():
+        assert flipped_run.results[kind].metrics == result.metrics
+        np.testing.assert_array_equal(flipped_run.results[kind].scores, result.scores)
 
 
 def test_each_model_has_an_mlflow_run_with_params_metrics_tags_and_plots_under_data_dir(
@@ -178,7 +279,21 @@ def test_each_model_has_an_mlflow_run_with_params_metrics_tags_and_plots_under_d
         assert run.data.tags["git_commit"] != ""
         assert run.data.params["model_kind"] == kind
         assert run.data.metrics["val_roc_auc"] == pytest.approx(training_summary["metrics"][kind]["roc_auc"])
-        assert run.data.metrics["oracle_roc_auc"] == pytest.approx(training_summary["oracle"]["roc_auc"])
+        assert run.data.metrics["oracle_val_roc_auc"] == pytest.approx(training_summary["oracle"]["roc_auc"])
+        test_metrics = {k for k in run.data.metrics if k.startswith(("test_", "oracle_test_"))}
+        if kind != training_summary["best model"]:
+            assert test_metrics == set()  # only the chosen model is scored on the test period
+            continue
+        for name in ("roc_auc", "pr_auc", "brier"):
+            assert run.data.metrics[f"test_{name}"] == pytest.approx(training_summary["test metrics"][name])
+            assert run.data.metrics[f"oracle_test_{name}"] == pytest.approx(
+                training_summary["test oracle"][name]
+            )
+        assert run.data.metrics["test_rows"] == training_summary["test rows"]
+        assert run.data.params["test_cutoffs"] == ",".join(
+            f"{c:%Y-%m-%d}" for c in load_world_spec(trained_world.raw_dir).test_cutoffs()
+        )
+        assert run.data.tags["registered_alias"] == "champion"
         plots = {a.path for a in client.list_artifacts(run_id, "plots")}
         assert plots == {
             "plots/roc.png",

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from churnfs.errors import InvalidInputError
 from churnfs.io import write_parquet_atomic
 from churnfs.world import WorldSpec
 from training.leakage import (
@@ -89,18 +90,35 @@ def test_rows_without_values_count_as_missing_not_leaked(tmp_path: Path) -> None
     assert checks[0].rows_without_values == 1
 
 
-def test_world_calendar_split_leaves_a_full_label_horizon() -> None:
+def test_world_calendar_periods_are_separated_by_a_full_label_horizon() -> None:
     world = WorldSpec(users=10, seed=1, drift=False)
-    check_time_split(world.train_cutoffs(), world.validation_cutoffs(), world.label_horizon_days)
-    gap = min(world.validation_cutoffs()) - max(world.train_cutoffs())
-    assert gap >= timedelta(days=world.label_horizon_days)
+    periods = world.periods()
+    check_time_split(periods["train"], periods["validation"], periods["test"], world.label_horizon_days)
+    horizon = timedelta(days=world.label_horizon_days)
+    assert min(periods["validation"]) - max(periods["train"]) >= horizon
+    assert min(periods["test"]) - max(periods["validation"]) >= horizon
 
 
 def test_split_with_a_gap_shorter_than_the_horizon_is_rejected() -> None:
     train = [datetime(2025, 3, 1, tzinfo=UTC)]
     valid = [datetime(2025, 3, 20, tzinfo=UTC)]
-    with pytest.raises(LeakageError, match="gap of at least 30 days"):
-        check_time_split(train, valid, 30)
+    test = [datetime(2025, 6, 1, tzinfo=UTC)]
+    with pytest.raises(LeakageError, match="training labels run to 2025-03-31, past the first validation"):
+        check_time_split(train, valid, test, 30)
+
+
+def test_test_period_starting_inside_the_validation_labels_is_rejected() -> None:
+    train = [datetime(2025, 2, 1, tzinfo=UTC)]
+    valid = [datetime(2025, 3, 10, tzinfo=UTC)]
+    test = [datetime(2025, 4, 1, tzinfo=UTC)]  # the validation labels run to 2025-04-09
+    with pytest.raises(LeakageError, match="validation labels run to 2025-04-09, past the first test cutoff"):
+        check_time_split(train, valid, test, 30)
+    check_time_split(train, valid, [datetime(2025, 4, 9, tzinfo=UTC)], 30)  # a gap of exactly 30 days
+
+
+def test_a_world_without_a_test_period_is_refused() -> None:
+    with pytest.raises(InvalidInputError, match="no test cutoffs"):
+        check_time_split([datetime(2025, 2, 1, tzinfo=UTC)], [datetime(2025, 3, 10, tzinfo=UTC)], [], 30)
 
 
 def test_single_feature_scan_names_a_column_that_beats_the_oracle() -> None:
