@@ -100,13 +100,28 @@ def train(
         str | None,
         typer.Option(help="Comma-separated: logistic_regression,lightgbm,xgboost,catboost (default all)."),
     ] = None,
+    promote: Annotated[
+        bool,
+        typer.Option(
+            "--promote",
+            help="Make the new model churn-model@champion even if it scores worse than the current "
+            "champion on the test period.",
+        ),
+    ] = False,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Train the churn models on point-in-time features; register the best as churn-model@champion."""
+    """Train the churn models on point-in-time features and register the best (validation PR-AUC):
+    as churn-model@champion if it is not worse than the champion on the test period, else as
+    @challenger."""
     from training.train import summary_rows, train_models
 
-    summary = train_models(_settings(data_dir), models=models.split(",") if models else None)
+    summary = train_models(_settings(data_dir), models=models.split(",") if models else None, promote=promote)
     print_summary("training", summary_rows(summary))
+    console.print(
+        f"{summary['model uri']} is version {summary['registered version']}: {summary['gate']}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @app.command()

@@ -39,7 +39,9 @@ def _line_count(path: Path) -> int:
 
 
 def _champion(settings: Settings) -> str:
-    """``churn-model vN (estimator), validation ROC-AUC x`` or why there is none."""
+    """``churn-model vN (estimator), test ROC-AUC x (share of the oracle's)`` or why there is none.
+    The test period is the one no model choice looked at; a model logged before it existed shows
+    its validation figure, named as such."""
     uri = settings.resolved_mlflow_tracking_uri
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).exists():
         return "none (run `make train`)"
@@ -59,10 +61,13 @@ def _champion(settings: Settings) -> str:
         return f"churn-model v{version.version}"
     metrics = run.data.metrics
     text = f"churn-model v{version.version} ({run.info.run_name})"
-    if "val_roc_auc" in metrics:
-        text += f", validation ROC-AUC {metrics['val_roc_auc']:.4f}"
-    if "val_roc_auc_share_of_oracle" in metrics:
-        text += f" ({metrics['val_roc_auc_share_of_oracle']:.3f} of the oracle's)"
+    for prefix, period in (("test", "test"), ("val", "validation")):
+        if f"{prefix}_roc_auc" in metrics:
+            text += f", {period} ROC-AUC {metrics[f'{prefix}_roc_auc']:.4f}"
+            share = metrics.get(f"{prefix}_roc_auc_share_of_oracle")
+            if share is not None:
+                text += f" ({share:.3f} of the oracle's on the same rows)"
+            break
     return text
 
 
