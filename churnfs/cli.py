@@ -65,10 +65,19 @@ def generate(
     dirty_fraction: Annotated[
         float, typer.Option("--dirty-fraction", min=0.0, max=0.05, help="Share of unusable event rows.")
     ] = 0.0005,
+    end: Annotated[
+        str | None,
+        typer.Option(
+            "--end",
+            help="The world's last day, YYYY-MM-DD (default 2025-07-06). Worlds that differ only in "
+            "their end agree row for row before the earlier one.",
+        ),
+    ] = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """Generate the synthetic raw world under DATA_DIR/raw/."""
     from datagen import generate_world, parse_positive_int
+    from datagen.generator import parse_end_day
 
     settings = _settings(data_dir)
     summary = generate_world(
@@ -77,6 +86,7 @@ def generate(
         seed=parse_positive_int("SEED", seed, allow_zero=True),
         drift=drift,
         dirty_fraction=dirty_fraction,
+        end=parse_end_day(end),
     )
     print_summary("raw world", summary)
 
