@@ -79,6 +79,11 @@ class Spread:
             raise ValueError("no runs to summarise")
         return cls(statistics.median(values), min(values), max(values), len(values))
 
+    def as_range(self, fmt: str = ".2f", unit: str = "") -> str:
+        """``range 1.10-1.40 ms over 3 runs``: the note of a row whose value is the median."""
+        runs = f"{self.runs} run{'s' if self.runs != 1 else ''}"
+        return f"range {self.low:{fmt}}-{self.high:{fmt}}{unit} over {runs}"
+
     def describe(self, fmt: str = ".2f", unit: str = "") -> str:
         """``median 1.23 ms (range 1.10-1.40, 3 runs)``: how the suites' notes quote a spread."""
         return (

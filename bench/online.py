@@ -255,7 +255,7 @@ def _rows(results: dict[str, list[dict[str, Any]]], n_features: int, per_user: f
                 f"{head}, 1 user: p50",
                 spread(reader, "single_p50").median,
                 "ms",
-                note=f"{spread(reader, 'single_p50').describe('.3f')}; {n_features} features, `.to_dict()`",
+                note=f"{spread(reader, 'single_p50').as_range('.3f')}; {n_features} features, `.to_dict()`",
             ),
             Row(
                 SUITE,
@@ -264,21 +264,21 @@ def _rows(results: dict[str, list[dict[str, Any]]], n_features: int, per_user: f
                 "ms",
                 "<= 3" if ours else "",
                 single_p99.median <= 3 if ours else None,
-                single_p99.describe(".3f"),
+                single_p99.as_range(".3f"),
             ),
             Row(
                 SUITE,
                 f"{head}, 1 user: CPU per call",
                 spread(reader, "single_cpu_ms").median,
                 "ms",
-                note=f"{spread(reader, 'single_cpu_ms').describe('.3f')}; the reader process's CPU time",
+                note=f"{spread(reader, 'single_cpu_ms').as_range('.3f')}; the reader process's CPU time",
             ),
             Row(
                 SUITE,
                 f"{head}, {BATCH} users: p50",
                 spread(reader, "batched_p50").median,
                 "ms",
-                note=spread(reader, "batched_p50").describe(".3f"),
+                note=spread(reader, "batched_p50").as_range(".3f"),
             ),
             Row(
                 SUITE,
@@ -287,7 +287,7 @@ def _rows(results: dict[str, list[dict[str, Any]]], n_features: int, per_user: f
                 "ms",
                 "<= 40" if ours else "",
                 batched_p99.median <= 40 if ours else None,
-                f"{batched_p99.describe('.3f')}; {gcs} full (generation-2) GCs in "
+                f"{batched_p99.as_range('.3f')}; {gcs} full (generation-2) GCs in "
                 f"{BATCH_CALLS * len(results[reader])} calls over all runs",
             ),
             Row(
@@ -295,7 +295,7 @@ def _rows(results: dict[str, list[dict[str, Any]]], n_features: int, per_user: f
                 f"{head}, {BATCH} users: CPU per call",
                 spread(reader, "batched_cpu_ms").median,
                 "ms",
-                note=spread(reader, "batched_cpu_ms").describe(".3f")
+                note=spread(reader, "batched_cpu_ms").as_range(".3f")
                 + (
                     "; answers equal to Feast's (checked on one 100-user call)" if ours else "; the reference"
                 ),
@@ -314,7 +314,7 @@ def _rows(results: dict[str, list[dict[str, Any]]], n_features: int, per_user: f
                 f"Feast's store / ours, {label}",
                 ratio.median,
                 "x",
-                note=f"{ratio.describe('.2f', 'x')}, runs paired in order",
+                note=f"{ratio.as_range('.2f', 'x')}, runs paired in order",
             )
         )
     raw50, raw99 = spread("raw", "single_p50"), spread("raw", "single_p99")

@@ -1,20 +1,32 @@
-"""Serving benchmark: ``/predict/{user_id}`` against Feast's own ``feast serve``, side by side.
+"""Serving benchmark: our API against Feast's own ``feast serve``, like with like.
 
-One run builds (or reuses) a trained world, loads it into a private ``redis-server`` on a free
-loopback port, starts the churnfs API (uvicorn, one process) and ``feast serve`` (one worker) on
-the same feature repository, then drives both from a separate load-generator process:
+Four measured points, each side with the same users, the same request rate and concurrency and a
+fresh server process per run:
 
-* at fixed rates (open loop: request *i* is due at ``i / rate``; latency counts from when it was
-  due, so a slow server cannot hide its queue), ``RATES`` requests/s for ``SECONDS`` each;
-* at saturation (closed loop, ``CONCURRENCY`` connections back to back for ``SECONDS``).
+* one entity per request: ``POST /predict/{user_id}`` with micro-batching off
+  (``PREDICT_MICRO_BATCH=false``) against ``/get-online-features`` with one entity;
+* 100 entities per request: ``POST /predict`` with 100 ids against ``/get-online-features`` with
+  100 entities (the same 100 users in each request).
 
-``/predict`` reads the features, scores them, explains the score and logs the prediction;
-``feast serve``'s ``/get-online-features`` only reads the features of ``churn_model_v1``.
-Besides latency and throughput, each phase records the server's CPU seconds per answered request
-(its whole process tree: ``feast serve`` runs a gunicorn worker), and the run records the load
-average, since the machine may be shared. ``feast serve`` runs without worker recycling
-(``--max-requests 0``): its default restarts the worker every 1,000 requests, every few seconds
-at these rates, which would measure restarts rather than serving.
+A fifth point, ``/predict/{user_id}`` as deployed (micro-batching on), carries the latency goal; it
+is not a like-for-like comparison. Each point is measured ``runs`` times (alternating the order of
+the points between runs), and the page shows the median and range over runs and the 1-minute load
+average read before and after each point.
+
+Per run and point: start the server on a free loopback port, wait for ``/health``, check one
+answer holds every entity asked for, warm up for ``WARM_UP_S``, then drive it from a separate
+load-generator process
+
+* at a fixed rate (open loop: request *i* is due at ``i / rate``; latency counts from when it was
+  due, so a slow server cannot hide its queue) for ``SECONDS``;
+* at saturation (closed loop, a fixed number of connections back to back for ``SECONDS``),
+
+and record the server's CPU seconds per answered request (its whole process tree: ``feast serve``
+runs a gunicorn worker). ``/predict`` reads the features, scores them, explains the score and logs
+the prediction; ``/get-online-features`` only reads the features of ``churn_model_v1``. Both read
+through the online store ``feature_store.yaml`` names, from one private ``redis-server``.
+``feast serve`` runs without worker recycling (``--max-requests 0``): its default restarts the
+worker every 1,000 requests, which would measure restarts rather than serving.
 
 The world: ``BENCH_SERVE_DATA_DIR`` names an existing trained world (e.g. ``data`` after
 ``make demo``) to reuse; otherwise one of ``min(users, MAX_WORLD_USERS)`` users is generated,
@@ -22,7 +34,8 @@ featurised, applied, materialized and trained under the bench's temporary folder
 latency does not depend on the number of users: one Redis hash per user). Traffic only ever
 goes to 127.0.0.1, bounded in count and time.
 
-``python -m bench serve`` runs it; ``python -m bench.serve loadgen ...`` is the load generator.
+``python -m bench serve [--runs N]`` runs it; ``python -m bench.serve loadgen ...`` is the load
+generator.
 """
 
 from __future__ import annotations
@@ -41,21 +54,24 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from bench.common import REPO, VENV_BIN, Row
+from bench.common import REPO, VENV_BIN, Row, Spread, load_average
 
 logger = logging.getLogger(__name__)
 
 SUITE = "serve"
-RATES = (50, 100)
 SECONDS = float(os.environ.get("BENCH_SERVE_SECONDS", "10"))
+WARM_UP_S = 2.0
 CONCURRENCY = 16
+BATCH = 100
+BATCH_RATE = 2.0
+BATCH_CONCURRENCY = 4
 MAX_WORLD_USERS = 10_000
 SEED = 11
 HOST = "127.0.0.1"
 P99_GOAL_MS = 15.0
-GOAL_RATE = 100
+GOAL_RATE = 100.0
 FEATURE_SERVICE = "churn_model_v1"
 
 
@@ -106,22 +122,38 @@ def _raw_request(method: str, path: str, port: int, body: bytes = b"") -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-def _requests_for(kind: str, port: int, user_ids: list[int]) -> list[bytes]:
+def _requests_for(kind: str, port: int, groups: list[list[int]]) -> list[bytes]:
+    """One request per group of user ids: ``/predict/{id}`` or ``/features/{id}`` for groups of
+    one, ``POST /predict`` for more; ``/get-online-features`` with the group as its entities."""
     if kind == "predict":
-        return [_raw_request("POST", f"/predict/{u}", port) for u in user_ids]
-    if kind == "features":
-        return [_raw_request("GET", f"/features/{u}", port) for u in user_ids]
+        return [
+            _raw_request("POST", f"/predict/{g[0]}", port)
+            if len(g) == 1
+            else _raw_request("POST", "/predict", port, json.dumps({"user_ids": g}).encode())
+            for g in groups
+        ]
+    if kind == "features" and all(len(g) == 1 for g in groups):
+        return [_raw_request("GET", f"/features/{g[0]}", port) for g in groups]
     if kind == "feast":
         return [
             _raw_request(
                 "POST",
                 "/get-online-features",
                 port,
-                json.dumps({"feature_service": FEATURE_SERVICE, "entities": {"user_id": [u]}}).encode(),
+                json.dumps({"feature_service": FEATURE_SERVICE, "entities": {"user_id": g}}).encode(),
             )
-            for u in user_ids
+            for g in groups
         ]
-    raise ValueError(f"unknown target kind {kind}")
+    raise ValueError(f"unknown target kind {kind} for groups of {len(groups[0])}")
+
+
+def user_groups(users: int, entities: int) -> list[list[int]]:
+    """The users each request asks for: the same on every side and in every run (seeded), ids in
+    1..users, distinct within a request."""
+    rng = random.Random(SEED)
+    if entities == 1:
+        return [[rng.randint(1, users)] for _ in range(5000)]
+    return [rng.sample(range(1, users + 1), entities) for _ in range(500)]
 
 
 def _summary(latencies: list[float], errors: int, elapsed: float, sent: int) -> dict[str, Any]:
@@ -226,15 +258,16 @@ def loadgen_main(argv: list[str]) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--kind", choices=["predict", "features", "feast"], required=True)
     parser.add_argument("--users", type=int, required=True, help="ids are drawn from 1..users")
+    parser.add_argument("--entities", type=int, default=1, help="users per request")
     parser.add_argument("--rate", type=float, default=0.0, help="requests/s; 0 means saturation")
     parser.add_argument("--seconds", type=float, default=SECONDS)
     parser.add_argument("--concurrency", type=int, default=CONCURRENCY)
     args = parser.parse_args(argv)
     if args.seconds <= 0 or args.seconds > 120:
         parser.error("--seconds must be in (0, 120]: the load is bounded in time")
-    rng = random.Random(SEED)
-    user_ids = [rng.randint(1, args.users) for _ in range(5000)]
-    requests = _requests_for(args.kind, args.port, user_ids)
+    if not 1 <= args.entities <= args.users:
+        parser.error("--entities must be in [1, --users]")
+    requests = _requests_for(args.kind, args.port, user_groups(args.users, args.entities))
     if args.rate > 0:
         result = asyncio.run(_fixed_rate(args.port, requests, args.rate, args.seconds))
     else:
@@ -261,18 +294,80 @@ def process_tree_cpu_seconds(pid: int) -> float:
     return total
 
 
+@dataclass(frozen=True)
+class Point:
+    """One measured configuration: a server, what each request asks for, and the load."""
+
+    key: str
+    label: str
+    server: str  # "api" (churnfs serving) or "feast" (feast serve)
+    kind: str  # the load generator's target kind
+    entities: int  # users per request
+    rate: float  # requests/s of the fixed-rate phase
+    concurrency: int  # connections of the saturation phase
+    micro_batch: bool = False  # the API's PREDICT_MICRO_BATCH
+
+
+POINTS = (
+    Point(
+        "predict_1",
+        "POST /predict/{user_id}, micro-batching off",
+        "api",
+        "predict",
+        1,
+        GOAL_RATE,
+        CONCURRENCY,
+    ),
+    Point(
+        "feast_1", "feast serve /get-online-features, 1 entity", "feast", "feast", 1, GOAL_RATE, CONCURRENCY
+    ),
+    Point(
+        "predict_batch",
+        f"POST /predict with {BATCH} user ids",
+        "api",
+        "predict",
+        BATCH,
+        BATCH_RATE,
+        BATCH_CONCURRENCY,
+    ),
+    Point(
+        "feast_batch",
+        f"feast serve /get-online-features, {BATCH} entities",
+        "feast",
+        "feast",
+        BATCH,
+        BATCH_RATE,
+        BATCH_CONCURRENCY,
+    ),
+    Point(
+        "predict_deployed",
+        "POST /predict/{user_id} as deployed (micro-batching on)",
+        "api",
+        "predict",
+        1,
+        GOAL_RATE,
+        CONCURRENCY,
+        micro_batch=True,
+    ),
+)
+PAIRS = (
+    ("predict_1", "feast_1", "one entity per request"),
+    ("predict_batch", "feast_batch", f"{BATCH} entities per request"),
+)
+
+
 def drive_measured(
-    server_pid: int, port: int, kind: str, users: int, rate: float, seconds: float = SECONDS
+    server_pid: int, port: int, point: Point, users: int, rate: float, seconds: float = SECONDS
 ) -> dict[str, Any]:
     """``drive``, plus the server's CPU milliseconds per answered request."""
     before = process_tree_cpu_seconds(server_pid)
-    result = drive(port, kind, users, rate, seconds)
+    result = drive(port, point, users, rate, seconds)
     used = process_tree_cpu_seconds(server_pid) - before
     result["cpu_ms_per_request"] = used * 1000 / max(result["ok"], 1)
     return result
 
 
-def drive(port: int, kind: str, users: int, rate: float, seconds: float = SECONDS) -> dict[str, Any]:
+def drive(port: int, point: Point, users: int, rate: float, seconds: float = SECONDS) -> dict[str, Any]:
     """Run the load generator in its own process (so it never shares a GIL with a server)."""
     cmd = [
         sys.executable,
@@ -282,13 +377,17 @@ def drive(port: int, kind: str, users: int, rate: float, seconds: float = SECOND
         "--port",
         str(port),
         "--kind",
-        kind,
+        point.kind,
         "--users",
         str(users),
+        "--entities",
+        str(point.entities),
         "--rate",
         str(rate),
         "--seconds",
         str(seconds),
+        "--concurrency",
+        str(point.concurrency),
     ]
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=seconds + 120, check=True)
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -417,11 +516,79 @@ API_SCRIPT = (
 )
 
 
-def run(workdir: Path, users: int) -> list[Row]:
-    """Build the world, start Redis, the API and ``feast serve``, drive them and report."""
+def _start_server(point: Point, env: dict[str, str], port: int, log: IO[bytes]) -> subprocess.Popen[bytes]:
+    """A fresh server process for ``point``: the churnfs API (uvicorn, one process) or
+    ``feast serve`` (one worker, no recycling)."""
+    if point.server == "api":
+        cmd = [sys.executable, "-c", API_SCRIPT]
+        env = {
+            **env,
+            "HOST": HOST,
+            "PORT": str(port),
+            "PREDICT_MICRO_BATCH": str(point.micro_batch).lower(),
+            "PREDICT_BATCH_LIMIT": str(max(BATCH, 1000)),
+        }
+    else:
+        cmd = [
+            str(VENV_BIN / "feast"),
+            "-c",
+            str(REPO),
+            "serve",
+            "-h",
+            HOST,
+            "-p",
+            str(port),
+            "--no-access-log",
+            "--max-requests",
+            "0",
+        ]
+    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _check_answer(point: Point, port: int, users: int) -> None:
+    """One request of the point's kind answers every entity it asked for (the sides compared do
+    the same work per request, not an error page or a partial answer)."""
+    import httpx
+
+    group = user_groups(users, point.entities)[0]
+    url = f"http://{HOST}:{port}"
+    if point.kind == "feast":
+        body = {"feature_service": FEATURE_SERVICE, "entities": {"user_id": group}}
+        answer = httpx.post(f"{url}/get-online-features", json=body, timeout=30).raise_for_status().json()
+        answered = {len(result["values"]) for result in answer["results"]}
+    elif point.entities == 1:
+        answer = httpx.post(f"{url}/predict/{group[0]}", timeout=30).raise_for_status().json()
+        answered = {1 if answer["user_id"] == group[0] else 0}
+    else:
+        answer = httpx.post(f"{url}/predict", json={"user_ids": group}, timeout=30).raise_for_status().json()
+        answered = {len(answer["predictions"]) + len(answer["unknown_user_ids"])}
+    if answered != {point.entities}:
+        raise RuntimeError(f"{point.label}: asked for {point.entities} users, answered {answered}")
+
+
+def measure_point(point: Point, world: World, env: dict[str, str], log_path: Path) -> dict[str, Any]:
+    """One run of one point, in a server process started for it and stopped after it."""
+    port = _free_port()
+    with open(log_path, "wb") as log:
+        proc = _start_server(point, env, port, log)
+        try:
+            _wait_http(port, "/health", 180, proc)
+            _check_answer(point, port, world.users)
+            drive(port, point, world.users, rate=point.rate, seconds=WARM_UP_S)  # imports, caches
+            load_before = load_average()
+            fixed = drive_measured(proc.pid, port, point, world.users, rate=point.rate)
+            saturated = drive_measured(proc.pid, port, point, world.users, rate=0)
+            load_after = load_average()
+        finally:
+            _stop(proc)
+    return {"fixed": fixed, "max": saturated, "load": [load_before, load_after]}
+
+
+def run(workdir: Path, users: int, runs: int = 3) -> list[Row]:
+    """Build the world, start Redis, then measure every point ``runs`` times, each in a fresh
+    server process, alternating the order of the points between runs."""
     world = _build_world(workdir, users)
     redis_proc, redis_port = _start_redis(workdir)
-    api_proc = feast_proc = None
     env = {
         **os.environ,
         "DATA_DIR": str(world.data_dir),
@@ -429,6 +596,7 @@ def run(workdir: Path, users: int) -> list[Row]:
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
     }
+    results: dict[str, list[dict[str, Any]]] = {p.key: [] for p in POINTS}
     try:
         from churnfs.settings import Settings
         from churnfs.store import apply_repo, materialize
@@ -439,127 +607,98 @@ def run(workdir: Path, users: int) -> list[Row]:
         materialize(settings)
         materialize_s = time.perf_counter() - began
         champion = _champion(settings)
-
-        api_port, feast_port = _free_port(), _free_port()
         logs = workdir / "logs"
         logs.mkdir(exist_ok=True)
-        with open(logs / "api.log", "wb") as api_log, open(logs / "feast.log", "wb") as feast_log:
-            api_proc = subprocess.Popen(
-                [sys.executable, "-c", API_SCRIPT],
-                cwd=REPO,
-                env={**env, "HOST": HOST, "PORT": str(api_port)},
-                stdout=api_log,
-                stderr=subprocess.STDOUT,
-            )
-            feast_proc = subprocess.Popen(
-                [
-                    str(VENV_BIN / "feast"),
-                    "-c",
-                    str(REPO),
-                    "serve",
-                    "-h",
-                    HOST,
-                    "-p",
-                    str(feast_port),
-                    "--no-access-log",
-                    "--max-requests",
-                    "0",
-                ],
-                cwd=REPO,
-                env=env,
-                stdout=feast_log,
-                stderr=subprocess.STDOUT,
-            )
-            _wait_http(api_port, "/health", 180, api_proc)
-            _wait_http(feast_port, "/health", 180, feast_proc)
-            targets = {"predict": (api_port, api_proc.pid), "feast": (feast_port, feast_proc.pid)}
-            for kind, (port, _) in targets.items():  # warm-up: imports, caches, connections
-                drive(port, kind, world.users, rate=50, seconds=2)
-            load_before = os.getloadavg()[0]
-            results: dict[tuple[str, str], dict[str, Any]] = {}
-            for rate in RATES:
-                for kind, (port, pid) in targets.items():
-                    results[(kind, f"{rate}")] = drive_measured(pid, port, kind, world.users, rate=rate)
-            for kind, (port, pid) in targets.items():
-                results[(kind, "max")] = drive_measured(pid, port, kind, world.users, rate=0)
-            load_after = os.getloadavg()[0]
+        for run_index in range(runs):
+            for point in POINTS if run_index % 2 == 0 else POINTS[::-1]:
+                logger.info("serve run %d/%d: %s", run_index + 1, runs, point.label)
+                result = measure_point(point, world, env, logs / f"{point.key}-{run_index}.log")
+                results[point.key].append(result)
     finally:
-        _stop(api_proc)
-        _stop(feast_proc)
         _stop(redis_proc)
-    return _rows(world, results, materialize_s, (load_before, load_after), champion)
+    return _rows(world, results, materialize_s, champion)
+
+
+def _spread(runs: list[dict[str, Any]], phase: str, field: str, scale: float = 1.0) -> Spread:
+    return Spread.of([r[phase][field] * scale for r in runs])
 
 
 def _rows(
-    world: World,
-    results: dict[tuple[str, str], dict[str, Any]],
-    materialize_s: float,
-    load: tuple[float, float],
-    champion: str,
+    world: World, results: dict[str, list[dict[str, Any]]], materialize_s: float, champion: str
 ) -> list[Row]:
-    names = {"predict": "POST /predict/{user_id}", "feast": "feast serve /get-online-features"}
-    rows: list[Row] = [
-        Row(
-            SUITE,
-            "1-min load average before / after the measurements",
-            f"{load[0]:.2f} / {load[1]:.2f}",
-            "",
-            "",
-            None,
-            f"{os.cpu_count()} cores; the load generator runs on the same machine",
-        )
-    ]
+    loads = [x for runs in results.values() for r in runs for x in r["load"]]
     note_world = f"{world.users:,} users, champion {champion}" + (
         f", world built in {world.built_seconds:.0f} s" if world.built_seconds else " (reused)"
     )
-    for rate in RATES:
-        for kind in ("predict", "feast"):
-            r = results[(kind, f"{rate}")]
-            goal = f"<= {P99_GOAL_MS:g} ms" if kind == "predict" and rate == GOAL_RATE else ""
-            ok = (r["p99_ms"] <= P99_GOAL_MS and r["errors"] == 0) if goal else None
-            note = (
-                f"p50 {r['p50_ms']:.2f} ms, max {r['max_ms']:.1f} ms, {r['ok']}/{r['sent']} ok, "
-                f"server CPU {r['cpu_ms_per_request']:.2f} ms per request"
+    rows = [
+        Row(
+            SUITE,
+            "1-min load average before / after each point, lowest-highest",
+            f"{min(loads):.2f}-{max(loads):.2f}",
+            "",
+            note=f"{os.cpu_count()} cores; the load generator runs on the same machine",
+        ),
+        Row(SUITE, "world", world.users, "users", note=note_world),
+    ]
+    for point in POINTS:
+        runs = results[point.key]
+        p99 = _spread(runs, "fixed", "p99_ms")
+        cpu = _spread(runs, "fixed", "cpu_ms_per_request")
+        errors = sum(r[phase]["errors"] for r in runs for phase in ("fixed", "max"))
+        sent = sum(r[phase]["sent"] for r in runs for phase in ("fixed", "max"))
+        loads = [x for r in runs for x in r["load"]]
+        goal = f"<= {P99_GOAL_MS:g} ms" if point.key == "predict_deployed" else ""
+        ok = (p99.median <= P99_GOAL_MS and errors == 0) if goal else None
+        rows.append(
+            Row(
+                SUITE,
+                f"{point.label}: p99 at {point.rate:g} req/s",
+                round(p99.median, 3),
+                "ms",
+                goal,
+                ok,
+                f"{p99.as_range(unit=' ms')}; p50 {_spread(runs, 'fixed', 'p50_ms').describe(unit=' ms')}; "
+                f"server CPU {cpu.describe(unit=' ms')} per request; {errors} errors in {sent} requests "
+                f"(both phases); load {min(loads):.2f}-{max(loads):.2f}",
             )
-            rows.append(
-                Row(SUITE, f"{names[kind]} p99 at {rate} req/s", round(r["p99_ms"], 3), "ms", goal, ok, note)
+        )
+        users_per_s = _spread(runs, "max", "throughput_rps", point.entities)
+        cpu = _spread(runs, "max", "cpu_ms_per_request", 1 / point.entities)
+        max_p99 = _spread(runs, "max", "p99_ms")
+        rows.append(
+            Row(
+                SUITE,
+                f"{point.label}: max throughput ({point.concurrency} connections)",
+                round(users_per_s.median, 1),
+                "users/s",
+                note=f"{users_per_s.as_range('.1f')}; p99 {max_p99.describe('.1f', ' ms')} per request; "
+                f"server CPU {cpu.describe(unit=' ms')} per user",
             )
-    for kind in ("predict", "feast"):
-        r = results[(kind, "max")]
-        note = (
-            f"{CONCURRENCY} connections for {r['seconds']:.0f} s: p50 {r['p50_ms']:.1f} ms, "
-            f"p99 {r['p99_ms']:.1f} ms, {r['errors']} errors, "
-            f"server CPU {r['cpu_ms_per_request']:.2f} ms per request"
+        )
+    for ours, theirs, label in PAIRS:
+        ratios = Spread.of(
+            [
+                a["max"]["throughput_rps"] / max(b["max"]["throughput_rps"], 1e-9)
+                for a, b in zip(results[ours], results[theirs], strict=True)
+            ]
         )
         rows.append(
             Row(
-                SUITE, f"{names[kind]} max throughput", round(r["throughput_rps"], 1), "req/s", "", None, note
+                SUITE,
+                f"{label}: our max throughput / feast serve's",
+                round(ratios.median, 3),
+                "x",
+                note=f"{ratios.as_range('.2f', 'x')}, runs paired in order; /predict also scores, explains "
+                "and logs each user, feast serve only reads its features",
             )
         )
-    ratio = results[("predict", "max")]["throughput_rps"] / max(
-        results[("feast", "max")]["throughput_rps"], 1e-9
-    )
     rows.append(
-        Row(
-            SUITE,
-            "max /predict throughput / max feast serve throughput",
-            round(ratio, 3),
-            "x",
-            ">= 1",
-            ratio >= 1,
-            note_world,
-        )
-    )
-    rows.append(
-        Row(SUITE, "materialize into the bench's Redis", round(materialize_s, 2), "s", "", None, note_world)
+        Row(SUITE, "materialize into the bench's Redis", round(materialize_s, 2), "s", note=note_world)
     )
     return rows
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "loadgen":
-        sys.exit(loadgen_main(sys.argv[2:]))
-    logging.basicConfig(level=logging.INFO)
-    with __import__("tempfile").TemporaryDirectory(prefix="bench-serve-") as tmp:
-        for row in run(Path(tmp), int(os.environ.get("BENCH_USERS", "10000"))):
-            print(row)
+    if len(sys.argv) < 2 or sys.argv[1] != "loadgen":
+        sys.exit("usage: python -m bench.serve loadgen ... (the suite itself: python -m bench serve)")
+    sys.exit(loadgen_main(sys.argv[2:]))
