@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -38,6 +39,11 @@ class Settings(BaseSettings):
 
     # Batch features
     snapshot_frequency_days: int = Field(default=7, ge=1, description="As-of calendar step.")
+    refresh_clock: Literal["world", "wall"] = Field(
+        default="world",
+        description="The as-of time of a single-user refresh: 'world' (a generated world's end) or "
+        "'wall' (now, for live data); either way never past the newest raw data (docs/serving.md).",
+    )
 
     # NLP
     embedding_model: str = Field(

@@ -3,14 +3,15 @@
 Reads only that user's raw rows (DuckDB pushes the ``user_id`` filter into the parquet scan),
 validates them exactly as the batch job does (unusable rows are left out and logged, nothing is
 written), and runs the very same pure group functions, so a refreshed row equals the row the
-batch job writes for the same user and as-of time.
+batch job writes for the same user and as-of time. ``refresh_as_of`` is the one clock that says
+which time that is (``Settings.refresh_clock``).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pyarrow as pa
@@ -21,6 +22,7 @@ from churnfs.world import load_world_spec
 from transformations.activity import build_activity_features
 from transformations.job import (
     GROUP_VIEWS,
+    raw_table_path,
     read_raw_table,
     review_group_features,
     select_groups,
@@ -29,6 +31,7 @@ from transformations.job import (
 from transformations.profile import build_profile_features
 from transformations.validation import (
     Split,
+    connect,
     count_reasons,
     quarantine_events,
     quarantine_reviews,
@@ -38,6 +41,55 @@ from transformations.validation import (
 logger = logging.getLogger(__name__)
 
 REFRESH_GROUPS: tuple[str, ...] = ("profile", "activity", "review")
+
+RAW_TIME_COLUMNS: dict[str, str] = {
+    "event_logs": "event_timestamp",
+    "review_table": "review_timestamp",
+    "user_table": "signup_date",
+}
+"""The time of each raw row: how far the raw data reaches is the newest of them."""
+
+
+def newest_raw_time(settings: Settings, before: datetime) -> datetime | None:
+    """The newest event, review or signup time in the raw tables, among rows before ``before``
+    (rows at or after the world's end are quarantined, so they never count); None without any."""
+    selects: list[str] = []
+    params: dict[str, object] = {"before": before}
+    for i, (table, column) in enumerate(RAW_TIME_COLUMNS.items()):
+        path = raw_table_path(settings, table)
+        if not path.exists():
+            raise MissingDataError(f"raw table {table} not found at {path}: run `make data` first")
+        selects.append(f'SELECT max("{column}") AS t FROM read_parquet($path{i}) WHERE "{column}" < $before')
+        params[f"path{i}"] = str(path)
+    with connect() as con:
+        row = con.execute(f"SELECT max(t) FROM ({' UNION ALL '.join(selects)})", params).fetchone()
+    newest = row[0] if row else None
+    return None if newest is None else newest.astimezone(UTC)
+
+
+def refresh_as_of(settings: Settings, now: datetime | None = None) -> datetime:
+    """The as-of time of a refresh, from ``settings.refresh_clock``, in whole seconds (the online
+    store keeps event times to the second, so offline and online agree).
+
+    ``world`` (default): the world's end. A generated world's raw data reaches exactly that far
+    (no row is dated at or after it), and the batch job's last snapshot is as of it, so a refresh
+    recomputes that snapshot with the raw data as it is now; its later ``created_timestamp`` makes
+    it win over the batch row everywhere (Feast's joins, materialization, the offline fallback).
+
+    ``wall``: now, for live data, but never past how far the raw data reaches: the first whole
+    second after the newest raw row (so that row, strictly before it, counts), and never past the
+    world's end. A user who did nothing since the newest raw row does not look inactive for longer
+    than the data can tell.
+    """
+    spec = load_world_spec(settings.raw_dir)
+    if settings.refresh_clock == "world":
+        return spec.end
+    now = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
+    newest = newest_raw_time(settings, spec.end)
+    if newest is None:
+        raise MissingDataError(f"the raw tables under {settings.raw_dir} hold no rows: run `make data` first")
+    horizon = newest.replace(microsecond=0) + timedelta(seconds=1)
+    return min(now, horizon, spec.end)
 
 
 def _log_quarantine(table: str, split: Split, user_id: int) -> None:

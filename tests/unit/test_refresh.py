@@ -1,4 +1,5 @@
-"""Recomputing one user runs the batch job's code: its rows equal the batch rows."""
+"""Recomputing one user runs the batch job's code: its rows equal the batch rows; the refresh clock
+never runs past the raw data."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from churnfs.errors import InvalidInputError, MissingDataError
 from churnfs.settings import Settings
 from tests.fixtures.transformations import write_hand_made_world
 from transformations.job import build_features
-from transformations.refresh import recompute_user
+from transformations.refresh import newest_raw_time, recompute_user, refresh_as_of
 
 T1 = datetime(2025, 2, 3, tzinfo=UTC)
 T2 = datetime(2025, 3, 3, tzinfo=UTC)
@@ -79,3 +80,27 @@ def test_refresh_before_signup_or_with_a_naive_time_is_refused(built_world):
 def test_refresh_without_a_raw_world_says_to_generate_one(tmp_path: Path):
     with pytest.raises(MissingDataError, match="make data"):
         recompute_user(Settings(data_dir=tmp_path), 1, T2)
+
+
+def test_the_world_clock_refreshes_as_of_the_worlds_end(built_world):
+    assert refresh_as_of(built_world, now=datetime(2030, 1, 1, tzinfo=UTC)) == END
+
+
+def test_the_wall_clock_stops_at_the_second_after_the_newest_raw_row(built_world):
+    wall = built_world.model_copy(update={"refresh_clock": "wall"})
+    # The newest usable raw row is user 4's event at 2025-06-30 08:00 (an event dated 2025-08-01,
+    # after the world's end, is quarantined and does not count); newer than any review or signup.
+    assert newest_raw_time(wall, END) == datetime(2025, 6, 30, 8, tzinfo=UTC)
+    horizon = datetime(2025, 6, 30, 8, 0, 1, tzinfo=UTC)
+    assert refresh_as_of(wall, now=datetime(2026, 3, 1, tzinfo=UTC)) == horizon
+    # before the data's horizon, the wall clock itself (in whole seconds)
+    now = datetime(2025, 6, 1, 12, 30, 15, 999_999, tzinfo=UTC)
+    assert refresh_as_of(wall, now=now) == datetime(2025, 6, 1, 12, 30, 15, tzinfo=UTC)
+
+
+def test_a_row_recomputed_at_the_wall_horizon_counts_the_newest_raw_row(built_world):
+    wall = built_world.model_copy(update={"refresh_clock": "wall"})
+    as_of = refresh_as_of(wall, now=datetime(2026, 3, 1, tzinfo=UTC))
+    frame = recompute_user(wall, 4, as_of, groups=("activity",))["user_activity_features"]
+    assert frame.loc[0, "total_events"] == 1  # the 08:00 event, strictly before 08:00:01
+    assert frame.loc[0, "last_active_days"] == pytest.approx(1 / 86_400)
