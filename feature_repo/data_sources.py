@@ -1,5 +1,7 @@
 """Data sources: one parquet file per offline-store group (docs/data-model.md, "Offline store"),
-plus push sources through which a refresh writes fresh activity and review values online.
+plus a push source per refreshable view, through which a refresh writes one user's recomputed
+row online; offline, the same row is a part appended beside the group file, which the offline
+store reads with it (``churnfs.store.offline``).
 
 Paths live under ``DATA_DIR/offline_store`` of the world being applied: `feast apply` reads
 ``DATA_DIR`` from the environment (the Makefile exports it), and
@@ -64,6 +66,7 @@ def _push_source(name: str, batch_source: FileSource, what: str) -> PushSource:
     )
 
 
+user_profile_push = _push_source("user_profile_push", user_profile_source, "profile features")
 user_activity_push = _push_source("user_activity_push", user_activity_source, "activity features")
 user_review_push = _push_source("user_review_push", user_review_source, "review features")
 user_review_embeddings_push = _push_source(

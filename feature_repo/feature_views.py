@@ -12,7 +12,7 @@ from feast.types import Array, Bool, Float32, Float64, Int64, String
 from feature_repo.data_sources import (
     churn_labels_source,
     user_activity_push,
-    user_profile_source,
+    user_profile_push,
     user_review_embeddings_push,
     user_review_push,
 )
@@ -32,11 +32,11 @@ user_profile_features = FeatureView(
         Field(name="premium", dtype=Bool, description="Has a paid subscription."),
         Field(name="account_age_days", dtype=Int64, description="Whole days from signup to the as-of time."),
     ],
-    source=user_profile_source,
+    source=user_profile_push,
     online=True,
     description="Who the user is: demographics, signup device, subscription and account age.",
     owner=OWNER,
-    tags={"team": "ml-platform", "group": "profile", "pii": "demographics"},
+    tags={"team": "ml-platform", "group": "profile", "pii": "demographics", "refresh": "push"},
 )
 
 user_activity_features = FeatureView(

@@ -34,7 +34,8 @@ Churn features and predictions over the churnfs Feast repository.
   user or cannot be reached, from the offline store's latest snapshot (`source: offline`).
 * **predict** scores with the `churn-model@champion` model of the MLflow registry and logs
   every prediction under `DATA_DIR/predictions/` for monitoring.
-* **refresh** (needs `X-API-Key`) recomputes a user's activity and review features now.
+* **refresh** (needs `X-API-Key`) recomputes a user's features as of the refresh clock (the
+  world's end by default) and writes them online and to the offline store Feast reads.
 
 Every error is JSON: `{"error", "detail", "request_id"}`.
 """
@@ -43,7 +44,7 @@ TAGS = [
     {"name": "health", "description": "Readiness and feature freshness."},
     {"name": "features", "description": "Online feature vectors with offline fallback."},
     {"name": "predict", "description": "Churn scores from the registered champion model."},
-    {"name": "refresh", "description": "Recompute one user's features now (API key)."},
+    {"name": "refresh", "description": "Recompute one user's features from the raw data (API key)."},
     {"name": "metrics", "description": "Prometheus metrics."},
 ]
 

@@ -9,6 +9,11 @@ class UnknownUserError(ChurnFSError):
     """The user is in neither the online nor the offline store (HTTP 404)."""
 
 
+class StaleRefreshError(ChurnFSError):
+    """The refresh clock is behind the user's latest snapshot: the recomputed row would be older
+    than the one served, so it is not written (HTTP 409)."""
+
+
 class UnauthorizedError(ChurnFSError):
     """A protected route was called without the right ``X-API-Key`` (HTTP 401)."""
 

@@ -1,8 +1,9 @@
 """The offline fallback: each user's latest snapshot from the offline store, held in memory.
 
 At start-up the service reads, per feature view of the feature service, the newest row of
-every user from ``DATA_DIR/offline_store/<view>.parquet`` plus the rows refreshes appended
-under ``offline_store/refreshes/<view>/``. Only the latest row per user is kept (about 150 MB
+every user from ``DATA_DIR/offline_store/<view>.parquet`` plus the parts refreshes appended
+under ``offline_store/refreshes/<view>/`` (the rows Feast's offline store reads too,
+``churnfs.store.offline``). Only the latest row per user is kept (about 150 MB
 for 100,000 users, most of it the 384-float review embedding), so a lookup is a dict access.
 """
 
@@ -18,10 +19,9 @@ from typing import Any
 import pyarrow as pa
 
 from churnfs.errors import MissingDataError
+from churnfs.store.offline import source_files
 
 logger = logging.getLogger(__name__)
-
-REFRESH_DIR = "refreshes"
 
 ViewRow = tuple[datetime | None, dict[str, Any]]
 """One view's values for one user: the snapshot's ``event_timestamp`` and feature values."""
@@ -29,17 +29,7 @@ ViewRow = tuple[datetime | None, dict[str, Any]]
 
 def view_files(offline_store_dir: Path, view: str) -> list[Path]:
     """The parquet files holding a view's snapshots: the batch job's file, then refresh parts."""
-    files = []
-    main = Path(offline_store_dir) / f"{view}.parquet"
-    if main.exists():
-        files.append(main)
-    files.extend(sorted((Path(offline_store_dir) / REFRESH_DIR / view).glob("*.parquet")))
-    return files
-
-
-def refresh_part_path(offline_store_dir: Path, view: str, user_id: int, as_of: datetime) -> Path:
-    """Where a refresh appends one user's recomputed row of ``view`` (never overwritten)."""
-    return Path(offline_store_dir) / REFRESH_DIR / view / f"{as_of:%Y%m%dT%H%M%S%f}-user{user_id}.parquet"
+    return source_files(Path(offline_store_dir) / f"{view}.parquet")
 
 
 def _quote(name: str) -> str:

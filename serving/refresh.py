@@ -1,6 +1,8 @@
-"""Refresh one user: recompute the pushable feature views from the raw tables as of now, with
-the batch job's own transformation functions, append the rows to the offline store, push them
-to the online store through Feast's push sources, and report what changed."""
+"""Refresh one user: recompute the pushable feature views from the raw tables as of the refresh
+clock (``transformations.refresh.refresh_as_of``), with the batch job's own transformation
+functions, append the rows to the offline store as parts Feast's offline store reads
+(``churnfs.store.parts``), push them to the online store through Feast's push sources, and report
+what changed. Training, ``check-consistency`` and the online store then see the same row."""
 
 from __future__ import annotations
 
@@ -12,14 +14,13 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 from feast.errors import FeatureViewNotFoundException
 
 from churnfs.errors import ServiceUnavailableError
-from churnfs.io import write_parquet_atomic
-from serving.errors import OnlineStoreUnavailableError, UnknownUserError
+from churnfs.settings import Settings
+from churnfs.store.parts import append_part, conform_to_source, part_name
+from serving.errors import OnlineStoreUnavailableError, StaleRefreshError, UnknownUserError
 from serving.features import FeatureVector
-from serving.offline import refresh_part_path
 from serving.online import FeatureLayout
 from serving.service import ServingState
 from serving.values import changed_features, plain_features
@@ -78,12 +79,34 @@ def _online_values(store: Any, view: str, names: list[str], user_id: int) -> dic
 def offline_row(frame: pd.DataFrame, group_file: Path) -> pa.Table:
     """The recomputed row in the group file's exact schema (column order and types), without
     pandas metadata, so DuckDB and Feast read the part like the batch job's file."""
-    table = pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
-    if group_file.exists():
-        schema = pq.read_schema(group_file).remove_metadata()
-        if set(schema.names) <= set(table.column_names):
-            table = table.select(schema.names).cast(schema)
-    return table
+    return conform_to_source(pa.Table.from_pandas(frame, preserve_index=False), group_file)
+
+
+def online_writer(settings: Settings) -> Any:
+    """A Feast store on the service's registry and online store whose online writes replace a
+    stored row of the same event time (Feast's ``skip_dedup``).
+
+    A refresh as of the world's end recomputes the batch job's last snapshot: offline its later
+    ``created_timestamp`` wins, but Feast's Redis write rule keeps a stored row whose event time
+    is not older, so a plain push would leave the batch values online. ``refresh_user`` refuses
+    an as-of time older than the served one first, so this never writes an older row over a newer.
+    """
+    from churnfs.store import get_store
+
+    writer = get_store(settings, check_online=False)
+    writer.config.online_store.skip_dedup = True
+    return writer
+
+
+def stale_views(before: FeatureVector, views: list[str], as_of: datetime) -> dict[str, datetime]:
+    """The views whose served snapshot is newer than ``as_of`` (a refresh there would go back in
+    time), with that snapshot's event time."""
+    out = {}
+    for view in views:
+        served = before.views[view].event_timestamp if view in before.views else None
+        if served is not None and served.astimezone(UTC) > as_of:
+            out[view] = served
+    return out
 
 
 def group_name(view: str) -> str:
@@ -99,7 +122,14 @@ def _frame_for_view(frames: Mapping[str, pd.DataFrame], view: str) -> pd.DataFra
 
 
 def refresh_user(state: ServingState, user_id: int) -> dict[str, Any]:
-    """Recompute, write offline then online, and return the refresh report."""
+    """Recompute as of the refresh clock, write offline then online, and return the report.
+
+    Raises:
+        UnknownUserError: neither store knows the user (new users come with the batch job).
+        StaleRefreshError: the clock is behind the user's served snapshot; nothing is written.
+        ServiceUnavailableError: no push source in the registry, or the online store is down (the
+            rows are then kept offline and served by the fallback).
+    """
     lookup = state.ensure_features()
     store, layout = state.store, lookup.layout
     pushable = push_sources_by_view(store, layout)
@@ -109,16 +139,23 @@ def refresh_user(state: ServingState, user_id: int) -> dict[str, Any]:
         )
     before: FeatureVector | None = lookup.get([user_id])[0]
     if before is None:
-        # A refresh updates a known user's fresh groups; the profile of a new user comes from the
-        # batch job, so without it there is nothing consistent to serve.
+        # A refresh updates a known user; a new user comes with the batch job, every as-of time of
+        # the calendar at once, so training sees their history too.
         raise UnknownUserError(
             f"user {user_id} is in neither the online nor the offline store: new users arrive with the "
             "batch job (`make features` and `make materialize`), refresh updates known ones"
         )
-    # whole seconds: the online store keeps event times to the second, so offline and online agree
-    as_of = datetime.now(UTC).replace(microsecond=0)
+    from transformations.refresh import recompute_user, refresh_as_of
 
-    from transformations.refresh import recompute_user
+    as_of = refresh_as_of(state.settings)
+    stale = stale_views(before, list(pushable), as_of)
+    if stale:
+        view, served = next(iter(stale.items()))
+        raise StaleRefreshError(
+            f"the refresh as-of time {as_of.isoformat()} (REFRESH_CLOCK={state.settings.refresh_clock}) "
+            f"is before user {user_id}'s latest snapshot of {view} ({served.isoformat()}): nothing was "
+            "written; the raw data reaches no further (REFRESH_CLOCK=world refreshes as of the world's end)"
+        )
 
     frames = recompute_user(state.settings, user_id, as_of, [group_name(v) for v in pushable])
     rows: dict[str, tuple[pd.DataFrame, dict[str, Any]]] = {}
@@ -147,9 +184,13 @@ def refresh_user(state: ServingState, user_id: int) -> dict[str, Any]:
     offline_dir = state.settings.offline_store_dir
     for view, (frame, row) in rows.items():
         event_timestamp = pd.Timestamp(row["event_timestamp"]).to_pydatetime().astimezone(UTC)
-        # Offline first: whatever happens to the push, the computed row is kept.
-        path = refresh_part_path(offline_dir, view, user_id, event_timestamp)
-        write_parquet_atomic(offline_row(frame, offline_dir / f"{view}.parquet"), path)
+        created = pd.Timestamp(row["created_timestamp"]).to_pydatetime().astimezone(UTC)
+        # Offline first: whatever happens to the push, the computed row is kept, as a part of the
+        # view's source that Feast's offline store reads with the batch file.
+        group_file = offline_dir / f"{view}.parquet"
+        path = append_part(
+            group_file, offline_row(frame, group_file), part_name(event_timestamp, created, f"user{user_id}")
+        )
         values = plain_features({name: row.get(name) for name in names_of[view]})
         if view in layout.views:
             if state.offline is not None:
@@ -180,8 +221,9 @@ def refresh_user(state: ServingState, user_id: int) -> dict[str, Any]:
     try:
         if state.online is not None and not state.online.is_up and not state.online.check()[0]:
             raise OnlineStoreUnavailableError(state.online.last_error)
+        writer = online_writer(state.settings)
         for view, (frame, _) in rows.items():
-            store.push(push_source[view], frame, to=PushMode.ONLINE)
+            writer.push(push_source[view], frame, to=PushMode.ONLINE)
     except OnlineStoreUnavailableError as exc:
         state.metrics.refreshes.labels(outcome="online_failed").inc()
         raise ServiceUnavailableError(

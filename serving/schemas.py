@@ -220,22 +220,22 @@ class RefreshResponse(BaseModel):
             "examples": [
                 {
                     "user_id": 42,
-                    "as_of": "2025-07-08T09:30:00Z",
+                    "as_of": "2025-07-07T00:00:00Z",
                     "online_written": True,
                     "views": [
                         {
                             "feature_view": "user_activity_features",
                             "push_source": "user_activity_push",
                             "event_timestamp_before": "2025-07-07T00:00:00Z",
-                            "event_timestamp_after": "2025-07-08T09:30:00Z",
+                            "event_timestamp_after": "2025-07-07T00:00:00Z",
                             "source_before": "online",
                             "changed": [
-                                {"feature": "last_active_days", "before": 2.4, "after": 3.8},
-                                {"feature": "events_7d", "before": 4, "after": 3},
+                                {"feature": "last_active_days", "before": 2.4, "after": 0.3},
+                                {"feature": "events_7d", "before": 4, "after": 5},
                             ],
                             "unchanged": 14,
                             "offline_path": "data/offline_store/refreshes/user_activity_features/"
-                            "20250708T093000000000-user42.parquet",
+                            "20250707T000000000000-20250708T093000123456-user42.parquet",
                         }
                     ],
                 }

@@ -1,16 +1,19 @@
 """The promise Feast does not check: the online store serves the offline point-in-time values.
 
-``check_consistency`` samples users, reads every online feature of them twice (Feast's
+``check_consistency`` samples users, adds every refreshed user (one with a part appended to an
+online view's source, ``churnfs.store.parts``), reads every online feature of them twice (Feast's
 ``get_online_features`` from the online store, and ``get_historical_features`` from the offline
-store as of the materialization end) and compares them feature by feature: integers, booleans
-and strings exactly, floats to 1e-6 (relative above 1), vectors element-wise.
+store as of the materialization end, or as of the user's latest refresh when that is later) and
+compares them feature by feature: integers, booleans and strings exactly, floats to 1e-6
+(relative above 1), vectors element-wise.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ from feast.infra.offline_stores.file_source import FileSource
 from churnfs.errors import MissingDataError
 from churnfs.settings import Settings
 from churnfs.store.errors import ConsistencyError
+from churnfs.store.parts import part_files
 from churnfs.store.repo import get_store
 
 TOLERANCE = 1e-6
@@ -53,6 +57,7 @@ class ConsistencyReport:
     mismatch_count: int = 0
     mismatches: list[Mismatch] = field(default_factory=list)
     user_ids: list[int] = field(default_factory=list)
+    refreshed_user_ids: list[int] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -61,7 +66,8 @@ class ConsistencyReport:
     def summary(self) -> dict[str, object]:
         return {
             "as of": self.as_of.isoformat(),
-            "users sampled": self.users,
+            "users compared": self.users,
+            "of them refreshed": len(self.refreshed_user_ids),
             "features per user": self.features,
             "values compared": self.users * self.features,
             "mismatches": self.mismatch_count,
@@ -117,6 +123,29 @@ def _users_known_at(views: list[FeatureView], as_of: datetime, join_key: str) ->
     return np.array(sorted(ids), dtype=np.int64)
 
 
+def refreshed_users(views: list[FeatureView]) -> dict[int, datetime]:
+    """Every user with a refreshed row in an online view's parts, and their newest refreshed
+    event time (the online store holds that row since the refresh pushed it)."""
+    newest: dict[int, datetime] = {}
+    for fv in views:
+        source = fv.batch_source
+        if not isinstance(source, FileSource):
+            continue
+        parts = part_files(Path(source.path))
+        if not parts:
+            continue
+        join_key = fv.entity_columns[0].name
+        table = ds.dataset([str(p) for p in parts], format="parquet").to_table(
+            columns=[join_key, source.timestamp_field]
+        )
+        latest = table.group_by(join_key).aggregate([(source.timestamp_field, "max")])
+        times = latest.column(f"{source.timestamp_field}_max").to_pylist()
+        for uid, t in zip(latest.column(join_key).to_pylist(), times, strict=True):
+            t = t.astimezone(UTC)
+            newest[uid] = max(newest.get(uid, t), t)
+    return newest
+
+
 def _equal(online: Any, offline: Any) -> bool:
     online_missing = online is None or (isinstance(online, float) and math.isnan(online))
     offline_missing = offline is None or (isinstance(offline, float) and math.isnan(offline))
@@ -151,14 +180,17 @@ def compare_store(
     as_of: datetime,
     views: list[FeatureView],
     report_first: int = 20,
+    as_of_by_user: Mapping[int, datetime] | None = None,
 ) -> tuple[int, list[Mismatch]]:
-    """Compare online and offline values of ``user_ids`` for every feature of ``views``."""
+    """Compare online and offline values of ``user_ids`` for every feature of ``views``, offline
+    as of ``as_of`` (or the user's own time in ``as_of_by_user``)."""
     join_key = views[0].entity_columns[0].name
     refs = [f"{fv.name}:{f.name}" for fv in views for f in fv.features]
     online = store.get_online_features(
         features=refs, entity_rows=[{join_key: uid} for uid in user_ids], full_feature_names=True
     ).to_dict()
-    entity_df = pd.DataFrame({join_key: user_ids, "event_timestamp": pd.Timestamp(as_of)})
+    times = [pd.Timestamp((as_of_by_user or {}).get(uid, as_of)) for uid in user_ids]
+    entity_df = pd.DataFrame({join_key: user_ids, "event_timestamp": times})
     offline = store.get_historical_features(
         entity_df=entity_df, features=refs, full_feature_names=True
     ).to_df()
@@ -178,8 +210,9 @@ def compare_store(
 
 
 def check_consistency(settings: Settings, sample: int = 200, seed: int = 0) -> ConsistencyReport:
-    """Sample ``sample`` users (seeded) and check that the online store serves, feature by
-    feature, the offline point-in-time values as of the materialization end."""
+    """Sample ``sample`` users (seeded), add every refreshed user, and check that the online store
+    serves, feature by feature, the offline point-in-time values as of the materialization end
+    (a refreshed user: as of their latest refresh, if later)."""
     if sample < 1:
         from churnfs.errors import InvalidInputError
 
@@ -194,8 +227,11 @@ def check_consistency(settings: Settings, sample: int = 200, seed: int = 0) -> C
     if len(known) == 0:
         raise MissingDataError(f"no offline rows at or before {as_of}: run `make features` first")
     rng = np.random.default_rng(seed)
-    users = sorted(rng.choice(known, size=min(sample, len(known)), replace=False).tolist())
-    count, found = compare_store(store, users, as_of, views)
+    sampled = rng.choice(known, size=min(sample, len(known)), replace=False).tolist()
+    refreshed = refreshed_users(views)
+    users = sorted({int(u) for u in sampled} | set(refreshed))
+    later = {uid: t for uid, t in refreshed.items() if t > as_of}
+    count, found = compare_store(store, users, as_of, views, as_of_by_user=later)
     n_features = sum(len(fv.features) for fv in views)
     return ConsistencyReport(
         as_of=as_of,
@@ -204,4 +240,5 @@ def check_consistency(settings: Settings, sample: int = 200, seed: int = 0) -> C
         mismatch_count=count,
         mismatches=found,
         user_ids=users,
+        refreshed_user_ids=sorted(refreshed),
     )

@@ -5,8 +5,9 @@ so ``feast materialize`` stays the command. Feast hands it every view at once; f
 by the same entity it
 
 1. finds the latest row per entity in ``[start, end]`` of each view's parquet file from the key
-   and time columns alone (Feast's ``pull_latest_from_table_or_query`` semantics; other sources go
-   through the configured offline store), and reads only the row groups that hold one,
+   and time columns alone (Feast's ``pull_latest_from_table_or_query`` semantics; other sources,
+   and files with refreshed parts appended, go through the configured offline store), and reads
+   only the row groups that hold one,
 2. encodes keys, values and event times a column at a time (``churnfs.store.codec``), checking each
    view's first rows byte for byte against Feast's own converter,
 3. honours Feast's write rule (a row whose event time is not newer than the stored one is skipped,
@@ -52,6 +53,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import Field
 
 from churnfs.store import codec
+from churnfs.store.parts import part_files
 
 logger = logging.getLogger(__name__)
 
@@ -161,11 +163,16 @@ class RedisBulkEngine(LocalComputeEngine):
         return job.to_arrow()
 
     def _parquet_file(self, task: MaterializationTask) -> Path | None:
-        """The view's source as one local parquet file, or None (read through the offline store)."""
+        """The view's source as one local parquet file, or None (read through the offline store,
+        which also reads the parts refreshes appended to the file: ``churnfs.store.parts``)."""
         source = task.feature_view.batch_source
         assert isinstance(source, FileSource)
         path = Path(FileSource.get_uri_for_file_path(self.repo_config.repo_path, source.path))
-        if path.is_file() and (source.file_format is None or isinstance(source.file_format, ParquetFormat)):
+        if (
+            path.is_file()
+            and (source.file_format is None or isinstance(source.file_format, ParquetFormat))
+            and not part_files(path)
+        ):
             return path
         return None
 

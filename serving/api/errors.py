@@ -17,11 +17,12 @@ from churnfs.errors import (
     SchemaError,
     ServiceUnavailableError,
 )
-from serving.errors import UnauthorizedError, UnknownUserError
+from serving.errors import StaleRefreshError, UnauthorizedError, UnknownUserError
 
 _STATUS: list[tuple[type[ChurnFSError], int, str]] = [
     (UnknownUserError, 404, "unknown_user"),
     (UnauthorizedError, 401, "unauthorized"),
+    (StaleRefreshError, 409, "stale_refresh"),
     (InvalidInputError, 422, "invalid_request"),
     (ServiceUnavailableError, 503, "service_unavailable"),
     (MissingDataError, 503, "service_unavailable"),
@@ -32,6 +33,7 @@ _HTTP_CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    409: "conflict",
     413: "payload_too_large",
     415: "unsupported_media_type",
     503: "service_unavailable",

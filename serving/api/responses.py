@@ -17,6 +17,12 @@ _EXAMPLES: dict[int, tuple[str, str, str]] = {
         "unknown_user",
         "user 999999999 is in neither the online nor the offline store",
     ),
+    409: (
+        "The refresh clock is behind the user's latest snapshot; nothing was written.",
+        "stale_refresh",
+        "the refresh as-of time 2025-07-06T23:58:14Z (REFRESH_CLOCK=wall) is before user 42's latest "
+        "snapshot of user_activity_features (2025-07-07T00:00:00Z): nothing was written",
+    ),
     422: (
         "Invalid id or body.",
         "invalid_request",

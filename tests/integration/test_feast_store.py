@@ -77,7 +77,12 @@ def test_registry_holds_views_typed_by_the_contract_with_descriptions_and_owners
     (entity,) = store.list_entities()
     assert entity.join_key == "user_id" and entity.description and entity.owner
     push_sources = {s.name for s in store.list_data_sources() if type(s).__name__ == "PushSource"}
-    assert push_sources == {"user_activity_push", "user_review_push", "user_review_embeddings_push"}
+    assert push_sources == {
+        "user_profile_push",
+        "user_activity_push",
+        "user_review_push",
+        "user_review_embeddings_push",
+    }
 
 
 def test_churn_model_v1_serves_every_feature_but_the_raw_review_embedding(store: FeatureStore) -> None:

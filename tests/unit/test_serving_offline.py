@@ -8,7 +8,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from churnfs.io import write_parquet_atomic
-from serving.offline import OfflineSnapshots, latest_rows, refresh_part_path, view_files
+from churnfs.store.parts import append_part, part_name
+from serving.offline import OfflineSnapshots, latest_rows, view_files
 
 T1 = datetime(2025, 6, 30, tzinfo=UTC)
 T2 = datetime(2025, 7, 7, tzinfo=UTC)
@@ -57,8 +58,11 @@ def test_latest_rows_keeps_the_newest_snapshot_per_user(tmp_path: Path) -> None:
 
 def test_refresh_parts_count_as_newer_snapshots(tmp_path: Path) -> None:
     _write_world(tmp_path)
-    part = refresh_part_path(tmp_path, "user_activity_features", 1, LATER)
-    write_parquet_atomic(_activity([(1, LATER, LATER, 0, [0.0, 0.0])]), part)
+    part = append_part(
+        tmp_path / "user_activity_features.parquet",
+        _activity([(1, LATER, LATER, 0, [0.0, 0.0])]),
+        part_name(LATER, LATER, "user1"),
+    )
     assert part.parent == tmp_path / "refreshes" / "user_activity_features"
     snapshots = OfflineSnapshots.load(
         tmp_path, {"user_activity_features": ["events_7d", "categorical_event_vector"]}

@@ -1,4 +1,4 @@
-"""A refreshed row is appended in the batch file's exact schema."""
+"""A refreshed row is appended in the batch file's exact schema; a refresh never goes back in time."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from serving.refresh import group_name, offline_row
+from serving.features import FeatureVector, ViewOrigin
+from serving.refresh import group_name, offline_row, stale_views
 
 T = datetime(2025, 7, 7, tzinfo=UTC)
 
@@ -51,3 +52,26 @@ def test_offline_row_keeps_the_frames_columns_without_a_group_file(tmp_path: Pat
 def test_group_name_is_the_transformation_group_of_a_view() -> None:
     assert group_name("user_activity_features") == "activity"
     assert group_name("user_review_features") == "review"
+
+
+def test_only_views_served_as_of_a_later_time_are_stale() -> None:
+    later = datetime(2025, 7, 8, tzinfo=UTC)
+    vector = FeatureVector(
+        user_id=1,
+        source="online",
+        fallback_reason=None,
+        values={},
+        views={
+            "user_profile_features": ViewOrigin("online", T),  # same time: the refresh replaces it
+            "user_activity_features": ViewOrigin("online", later),
+            "user_review_features": ViewOrigin(None, None),  # no row: nothing to go back from
+        },
+    )
+    views = [
+        "user_profile_features",
+        "user_activity_features",
+        "user_review_features",
+        "user_review_embeddings",
+    ]
+    assert stale_views(vector, views, T) == {"user_activity_features": later}
+    assert stale_views(vector, views, later) == {}

@@ -24,7 +24,7 @@ def test_config_takes_registry_and_redis_from_settings_not_environment(
     assert config.online_store.connection_string == "10.1.2.3:6380,db=4"
     assert config.project == "churnfs"
     assert config.entity_key_serialization_version == 3
-    assert config.offline_store.type == "duckdb"
+    assert config.offline_store.type == "churnfs.store.offline.PartsDuckDBOfflineStore"
 
 
 def test_unset_redis_variable_falls_back_to_the_settings_default(monkeypatch: pytest.MonkeyPatch) -> None:
