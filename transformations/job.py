@@ -25,6 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from churnfs.errors import InvalidInputError, MissingDataError
 from churnfs.io import atomic_path, write_parquet_atomic
 from churnfs.settings import Settings
+from churnfs.store.parts import drop_parts
 from churnfs.world import load_world_spec
 from transformations.activity import build_activity_features
 from transformations.labels import build_churn_labels
@@ -242,10 +243,12 @@ def build_features(
         write_view(name, table)
 
     def write_view(name: str, table: pa.Table) -> None:
-        write_offline_group(
-            with_created_timestamp(table, created), settings.offline_store_dir / f"{name}.parquet"
-        )
+        path = settings.offline_store_dir / f"{name}.parquet"
+        write_offline_group(with_created_timestamp(table, created), path)
         summary[f"rows {name}"] = table.num_rows
+        dropped = drop_parts(path)
+        if dropped:
+            logger.info("%s: %d refreshed parts superseded by the rebuild, removed", name, dropped)
 
     def validated(table: str, split: Callable[[pa.Table], Split]) -> pa.Table:
         quarantine[table] = split(read_raw_table(settings, table))

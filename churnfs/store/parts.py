@@ -65,3 +65,17 @@ def append_part(source_file: Path, table: pa.Table, name: str) -> Path:
         raise FileExistsError(f"{path} already exists: parts are never overwritten")
     write_parquet_atomic(conform_to_source(table, source_file), path)
     return path
+
+
+def drop_parts(source_file: Path) -> int:
+    """Remove every part appended to ``source_file``; returns how many there were. The batch job
+    calls it after rewriting the file: it recomputes every user from the raw tables, which hold
+    whatever a refresh read, so an older refresh must not win over it by its later
+    ``created_timestamp``."""
+    folder = parts_dir(source_file)
+    parts = part_files(source_file)
+    for part in parts:
+        part.unlink()
+    if folder.exists() and not any(folder.iterdir()):
+        folder.rmdir()
+    return len(parts)

@@ -9,7 +9,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from churnfs.store.parts import append_part, conform_to_source, part_files, part_name, source_files
+from churnfs.store.parts import (
+    append_part,
+    conform_to_source,
+    drop_parts,
+    part_files,
+    part_name,
+    source_files,
+)
 
 END = datetime(2025, 7, 7, tzinfo=UTC)
 SCHEMA = pa.schema(
@@ -81,3 +88,19 @@ def test_conform_keeps_a_tables_own_columns_when_they_do_not_cover_the_files(tmp
     source = _batch_file(tmp_path)
     narrow = pa.table({"user_id": pa.array([1], pa.int64())})
     assert conform_to_source(narrow, source).column_names == ["user_id"]
+
+
+def test_dropping_parts_removes_only_that_files_parts(tmp_path: Path) -> None:
+    batch = _batch_file(tmp_path)
+    other = tmp_path / "other.parquet"
+    pq.write_table(pq.read_table(batch), other)
+    row = pq.read_table(batch).slice(0, 1)
+    first = part_name(datetime(2025, 7, 7, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC), "u1")
+    second = part_name(datetime(2025, 7, 7, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC), "u1")
+    append_part(batch, row, first)
+    append_part(batch, row, second)
+    kept = append_part(other, row, first)
+    assert drop_parts(batch) == 2
+    assert source_files(batch) == [batch]
+    assert source_files(other) == [other, kept]
+    assert drop_parts(batch) == 0
