@@ -28,7 +28,7 @@ SUITES = ["generate", "features", "reviews", "materialize", "online", "train", "
 DOC = REPO / "docs" / "benchmarks.md"
 HEADER = (
     "# Benchmarks\n\nWritten by `make bench` (`python -m bench`); each section is one suite's latest run,"
-    " dated, with the commit of the suite's code. Sections named `history` keep earlier numbers for"
+    " dated, with the\ncommit of the suite's code. Sections named `history` keep earlier numbers for"
     " comparison only.\n"
 )
 CODE_STAMP = re.compile(r"code: `bench/(\w+)\.py` at ([0-9a-f]{7,40})")
