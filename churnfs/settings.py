@@ -78,12 +78,19 @@ class Settings(BaseSettings):
         default=0.3, gt=0, le=1, description="Alert when this share of monitored features drifts."
     )
     monitoring_key_features: list[str] = Field(
-        default=["mobile_share_30d", "recent_sentiment", "events_30d", "last_active_days"],
-        description="Alert when any one of these drifts.",
+        default=[],
+        description="Alert when any one of these drifts. Empty: the champion model's most important "
+        "features (MONITORING_KEY_FEATURE_COUNT of them).",
     )
-    monitoring_p_value: float = Field(default=0.05, gt=0, lt=1, description="Small-sample test level.")
-    monitoring_numerical_threshold: float = Field(default=0.1, gt=0, description="Wasserstein (normed).")
-    monitoring_categorical_threshold: float = Field(default=0.1, gt=0, description="Jensen-Shannon.")
+    monitoring_key_feature_count: int = Field(
+        default=5, ge=0, description="Key features taken from the champion's importances."
+    )
+    monitoring_p_value: float = Field(
+        default=0.05, gt=0, lt=1, description="Family-wise level of the KS / chi-square tests (Bonferroni)."
+    )
+    monitoring_psi_floor: float = Field(
+        default=0.1, gt=0, description="A significant column drifts only when its PSI reaches this."
+    )
     monitoring_embedding_auc_threshold: float = Field(default=0.55, gt=0.5, le=1)
 
     @property

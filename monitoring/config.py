@@ -29,25 +29,26 @@ CALENDAR_FEATURES = (
 """Totals and lifetime means since the world's first day: they move with the as-of time by
 construction (a later snapshot has seen more history), so their drift says the calendar moved."""
 
-DEFAULT_KEY_FEATURES = (
-    "mobile_share_30d",
-    "recent_sentiment",
-    "events_30d",
-    "last_active_days",
-)
-
 
 @dataclass(frozen=True)
 class MonitoringConfig:
     """The rules of one monitoring run (see docs/monitoring.md for why each default)."""
 
     drift_share_threshold: float = 0.3
-    """Alert when at least this share of the monitored features drift."""
-    monitoring_key_features: tuple[str, ...] = DEFAULT_KEY_FEATURES
-    """Alert when any one of these drifts, whatever the share."""
+    """Alert when at least this share of the monitored (non-calendar) feature columns drift."""
+    monitoring_key_features: tuple[str, ...] = ()
+    """Alert when any one of these drifts, whatever the share. Empty (the default): the champion's
+    ``monitoring_key_feature_count`` most important non-calendar features."""
+    monitoring_key_feature_count: int = 5
+    """How many of the champion's features, by mean absolute contribution on the reference
+    window, are key features when ``monitoring_key_features`` is empty."""
+    monitoring_importance_rows: int = 2_000
+    """Reference rows the champion explains to rank its features (a random sample)."""
+    monitoring_alert_on_output_drift: bool = True
+    """Alert when the champion's predicted churn probabilities drift (reference vs current)."""
     monitoring_calendar_features: tuple[str, ...] = CALENDAR_FEATURES
-    """Reported with their verdicts but left out of the drift share (a vector's name covers all
-    its components)."""
+    """Reported but never judged: left out of the headline, the share and the key features (a
+    vector's name covers all its components)."""
     monitoring_warmup_days: int = 60
     """The ``training`` window starts this many days after the world's start: earlier snapshots
     have truncated look-backs (``activity_trend`` reads 60 days)."""
@@ -55,21 +56,18 @@ class MonitoringConfig:
     """Snapshot rows sampled per window (deterministic, by a hash of user and as-of time)."""
     monitoring_max_reviews: int = 10_000
     """Reviews sampled per window for the text checks."""
-    monitoring_small_sample: int = 5_000
-    """Below this many rows on either side, use KS (numerical) and chi-square (categorical): a
-    normed Wasserstein distance of two same-distribution samples of 1,000 rows is often above
-    0.1 by chance alone."""
-    monitoring_numerical_method: str = "wasserstein"
-    monitoring_numerical_threshold: float = 0.1
-    monitoring_categorical_method: str = "jensenshannon"
-    monitoring_categorical_threshold: float = 0.1
-    monitoring_small_numerical_method: str = "ks"
-    monitoring_small_categorical_method: str = "chisquare"
+    monitoring_numerical_test: str = "ks"
+    """Significance test of numerical columns (two-sample Kolmogorov-Smirnov)."""
+    monitoring_categorical_test: str = "chisquare"
+    """Significance test of categorical columns (chi-square)."""
     monitoring_p_value: float = 0.05
-    """Family-wise significance level of the small-sample tests: each column drifts when its
-    p-value is at most this divided by the number of columns tested (Bonferroni)."""
-    monitoring_psi_threshold: float = 0.2
-    """PSI is reported beside the verdict statistic; above this it is marked as a large shift."""
+    """Family-wise significance level: a column is significant when its p-value is at most this
+    divided by the number of columns tested (Bonferroni)."""
+    monitoring_psi_floor: float = 0.1
+    """Effect-size floor: a significant column drifts only when its PSI is at least this (the
+    credit-scoring convention's line between 'no real change' and 'moderate shift')."""
+    monitoring_psi_bins: int = 10
+    """PSI bins: the reference's deciles."""
     monitoring_embedding_auc_threshold: float = 0.55
     """Embedding drift (Evidently's model method): drift when the domain classifier's ROC AUC
     exceeds this."""

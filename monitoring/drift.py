@@ -1,11 +1,17 @@
-"""Per-column drift with Evidently: which statistic, run as one report, read back as verdicts.
+"""Per-column drift: a significance test and an effect size decide every verdict, at every scale.
 
-The statistic is always chosen here, never left to Evidently's auto-selection: a p-value test
-(KS, chi-square, Bonferroni-corrected over the report's columns) when either side is small, a
-distance (normed Wasserstein, Jensen-Shannon) otherwise, because with tens of thousands of rows
-every p-value test flags differences too small to matter, while a distance measured on a few
-thousand rows is mostly noise. PSI is computed beside the verdict statistic for every column, since it is
-the number many teams alert on.
+A column drifts when both hold:
+
+- **significant**: the two-sample Kolmogorov-Smirnov test (numerical) or the chi-square test
+  (categorical) rejects "same distribution" at ``monitoring_p_value`` divided by the number of
+  columns tested (Bonferroni), so noise in a few thousand rows does not flag a column;
+- **large enough**: the population stability index (PSI) is at least ``monitoring_psi_floor``,
+  so a difference too small to matter is not flagged however many rows make it significant.
+
+The p-values are Evidently's own tests (the numbers its HTML page shows); PSI is computed here
+over the reference's deciles, a binning that does not change with the sample size (Evidently's
+PSI bins by Sturges' rule over both samples, so its value would mean different things at 3,000
+and at 100,000 rows). Evidently draws the per-column plots of the HTML page.
 """
 
 from __future__ import annotations
@@ -19,37 +25,39 @@ import numpy as np
 import pandas as pd
 from evidently import DataDefinition, Dataset, Report
 from evidently.core.report import Snapshot
-from evidently.metrics import DriftedColumnsCount, ValueDrift
+from evidently.metrics import ValueDrift
 
 from monitoring.config import MonitoringConfig
 
-P_VALUE_METHODS = frozenset(
-    {"ks", "chisquare", "z", "fisher_exact", "t_test", "mannw", "anderson", "cramer_von_mises"}
-)
 NUMERICAL = "numerical"
 CATEGORICAL = "categorical"
+PSI_EMPTY_SHARE = 1e-4
+"""The share an empty PSI bin counts as (log(0) is undefined); Evidently's choice."""
 
 
 @dataclass(frozen=True)
 class ColumnDrift:
-    """One column's verdict: ``score`` is a p-value for p-value tests (drift when below the
-    threshold) and a distance otherwise (drift when at or above it)."""
+    """One column's verdict: ``drifted`` when ``p_value <= alpha`` and ``psi >= psi_floor``."""
 
     column: str
     kind: str
-    method: str
-    statistic: str
-    score: float
-    threshold: float
-    drifted: bool
+    test: str
+    p_value: float
+    alpha: float
     psi: float | None
+    psi_floor: float
+    drifted: bool
     reference_rows: int
     current_rows: int
     reference_mean: float | None
     current_mean: float | None
 
+    @property
+    def significant(self) -> bool:
+        return math.isfinite(self.p_value) and self.p_value <= self.alpha
+
     def as_dict(self) -> dict[str, Any]:
-        return {k: _finite(v) for k, v in asdict(self).items()}
+        return {k: _finite(v) for k, v in asdict(self).items()} | {"significant": self.significant}
 
 
 def _finite(value: Any) -> Any:
@@ -58,30 +66,20 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def choose_method(
-    kind: str, reference_rows: int, current_rows: int, config: MonitoringConfig, tests: int = 1
-) -> tuple[str, float]:
-    """The statistic and threshold for one column, from its kind and the smaller side's size.
-
-    A p-value test's significance level is ``monitoring_p_value / tests`` (Bonferroni): with
-    thirty columns tested at 5% each, some column would drift in most same-distribution runs.
-    """
-    small = min(reference_rows, current_rows) < config.monitoring_small_sample
+def choose_test(kind: str, config: MonitoringConfig, tests: int = 1) -> tuple[str, float]:
+    """The significance test of a column kind and its level, ``monitoring_p_value / tests``
+    (Bonferroni): with fifty columns tested at 5% each, some column would differ by chance in
+    most same-distribution runs."""
     alpha = config.monitoring_p_value / max(tests, 1)
-    if kind == NUMERICAL:
-        if small:
-            return config.monitoring_small_numerical_method, alpha
-        return config.monitoring_numerical_method, config.monitoring_numerical_threshold
-    if small:
-        return config.monitoring_small_categorical_method, alpha
-    return config.monitoring_categorical_method, config.monitoring_categorical_threshold
+    test = config.monitoring_numerical_test if kind == NUMERICAL else config.monitoring_categorical_test
+    return test, alpha
 
 
-def is_drifted(method: str, score: float, threshold: float) -> bool:
-    """Evidently's rule: p-value tests drift when ``p <= threshold``, distances when ``d >= threshold``."""
-    if not math.isfinite(score):
+def is_drifted(p_value: float, alpha: float, psi_value: float | None, psi_floor: float) -> bool:
+    """Significant (``p <= alpha``) and large (``PSI >= psi_floor``); never on a missing number."""
+    if not math.isfinite(p_value) or psi_value is None or not math.isfinite(psi_value):
         return False
-    return score <= threshold if method in P_VALUE_METHODS else score >= threshold
+    return p_value <= alpha and psi_value >= psi_floor
 
 
 def column_kind(series: pd.Series) -> str:
@@ -97,10 +95,58 @@ def as_categorical(series: pd.Series) -> pd.Series:
     return out.where(series.notna(), None).map(lambda v: v if v is None else str(v))
 
 
+def bin_shares(
+    reference: pd.Series, current: pd.Series, kind: str, bins: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each side's share of rows per bin (missing values dropped). Numerical bins are cut at the
+    reference's quantiles (deciles for ``bins=10``; tied cut points merge, so a count feature
+    gets one bin per frequent value), each bin closed on the right; categorical bins are the
+    categories of either side."""
+    ref, cur = reference.dropna(), current.dropna()
+    ref_counts: np.ndarray
+    cur_counts: np.ndarray
+    if kind == NUMERICAL:
+        ref_values, cur_values = ref.to_numpy(dtype=float), cur.to_numpy(dtype=float)
+        edges = np.unique(np.quantile(ref_values, np.linspace(0, 1, bins + 1)[1:-1]))
+        ref_counts = np.bincount(np.searchsorted(edges, ref_values, side="left"), minlength=len(edges) + 1)
+        cur_counts = np.bincount(np.searchsorted(edges, cur_values, side="left"), minlength=len(edges) + 1)
+    else:
+        categories = sorted(set(ref.astype(str)) | set(cur.astype(str)))
+        ref_counts = ref.astype(str).value_counts().reindex(categories, fill_value=0).to_numpy()
+        cur_counts = cur.astype(str).value_counts().reindex(categories, fill_value=0).to_numpy()
+    return ref_counts / len(ref), cur_counts / len(cur)
+
+
+def psi(reference: pd.Series, current: pd.Series, kind: str, bins: int = 10) -> float | None:
+    """Population stability index, ``sum((cur - ref) * ln(cur / ref))`` over the bins of
+    ``bin_shares``, an empty bin counting as ``PSI_EMPTY_SHARE``; ``None`` when a side is empty.
+
+    The credit-scoring convention reads below 0.1 as no real change, 0.1 to 0.25 as a moderate
+    shift and above 0.25 as a large one."""
+    if reference.dropna().empty or current.dropna().empty:
+        return None
+    ref, cur = bin_shares(reference, current, kind, bins)
+    ref, cur = np.maximum(ref, PSI_EMPTY_SHARE), np.maximum(cur, PSI_EMPTY_SHARE)
+    return float(np.sum((cur - ref) * np.log(cur / ref)))
+
+
+def p_value(reference: pd.Series, current: pd.Series, kind: str, test: str) -> float:
+    """Evidently's p-value of ``test`` (``ks``, ``chisquare``, ...) on two samples (missing values
+    dropped): the number its HTML page shows for the column."""
+    import evidently.legacy.calculations.stattests  # noqa: F401  (registers the tests by name)
+    from evidently.legacy.calculations.stattests.registry import get_stattest
+    from evidently.legacy.core import ColumnType
+
+    ref, cur = reference.dropna(), current.dropna()
+    column_type = ColumnType.Numerical if kind == NUMERICAL else ColumnType.Categorical
+    stat_test = get_stattest(ref, cur, column_type, test)
+    return float(stat_test(ref, cur, column_type, None).drift_score)
+
+
 @dataclass
 class DriftInputs:
     """Two stacked frames: each check's rows fill only its own columns (the rest is missing,
-    which Evidently drops per column), so one report and one HTML page cover every check."""
+    which is dropped per column), so one report and one HTML page cover every check."""
 
     reference: pd.DataFrame
     current: pd.DataFrame
@@ -118,101 +164,54 @@ def stack(parts: Iterable[tuple[pd.DataFrame, pd.DataFrame]]) -> tuple[pd.DataFr
 
 
 def usable_columns(reference: pd.DataFrame, current: pd.DataFrame, columns: Sequence[str]) -> list[str]:
-    """Columns with at least two values on both sides (Evidently refuses an empty side)."""
+    """Columns with at least two values on both sides (a test needs them)."""
     return [c for c in columns if reference[c].notna().sum() >= 2 and current[c].notna().sum() >= 2]
 
 
-def run_drift_report(
-    inputs: DriftInputs,
-    config: MonitoringConfig,
-    *,
-    dataset_columns: Sequence[str],
-) -> tuple[Snapshot, list[ColumnDrift]]:
-    """Run one Evidently report: a ``ValueDrift`` with the chosen statistic for every column and
-    ``DriftedColumnsCount`` over ``dataset_columns`` (the input features); PSI is computed beside
-    it with Evidently's own PSI test (a second ``ValueDrift`` would double the page's plots).
-
-    Returns:
-        The Evidently snapshot (for the HTML page) and the per-column verdicts.
-    """
+def compare_columns(inputs: DriftInputs, config: MonitoringConfig) -> list[ColumnDrift]:
+    """The verdict of every usable column (the Bonferroni divisor is their number)."""
     ref, cur = inputs.reference, inputs.current
     columns = usable_columns(ref, cur, [*inputs.numerical, *inputs.categorical])
     kinds = {c: NUMERICAL for c in inputs.numerical} | {c: CATEGORICAL for c in inputs.categorical}
-    counts = {c: (int(ref[c].notna().sum()), int(cur[c].notna().sum())) for c in columns}
-    chosen = {c: choose_method(kinds[c], *counts[c], config, tests=len(columns)) for c in columns}
-
-    metrics: list[Any] = []
-    in_dataset = [c for c in dataset_columns if c in chosen]
-    if in_dataset:
-        metrics.append(
-            DriftedColumnsCount(
-                columns=in_dataset,
-                drift_share=config.drift_share_threshold,
-                per_column_method={c: chosen[c][0] for c in in_dataset},
-                per_column_threshold={c: chosen[c][1] for c in in_dataset},
-            )
-        )
-    for c in columns:
-        method, threshold = chosen[c]
-        metrics.append(ValueDrift(column=c, method=method, threshold=threshold))
-
-    definition = DataDefinition(
-        numerical_columns=[c for c in columns if kinds[c] == NUMERICAL],
-        categorical_columns=[c for c in columns if kinds[c] == CATEGORICAL],
-    )
-    report = Report(metrics)
-    snapshot = report.run(
-        Dataset.from_pandas(cur[columns], data_definition=definition),
-        Dataset.from_pandas(ref[columns], data_definition=definition),
-    )
-    scores = read_value_drift(snapshot.dict())
-
     results = []
     for c in columns:
-        method, threshold = chosen[c]
-        score = scores.get((c, method), float("nan"))
-        numeric = kinds[c] == NUMERICAL
+        kind = kinds[c]
+        test, alpha = choose_test(kind, config, tests=len(columns))
+        p = p_value(ref[c], cur[c], kind, test)
+        size = psi(ref[c], cur[c], kind, config.monitoring_psi_bins)
+        numeric = kind == NUMERICAL
         results.append(
             ColumnDrift(
                 column=c,
-                kind=kinds[c],
-                method=method,
-                statistic="p_value" if method in P_VALUE_METHODS else "distance",
-                score=score,
-                threshold=threshold,
-                drifted=is_drifted(method, score, threshold),
-                psi=psi(ref[c], cur[c], kinds[c]),
-                reference_rows=counts[c][0],
-                current_rows=counts[c][1],
+                kind=kind,
+                test=test,
+                p_value=p,
+                alpha=alpha,
+                psi=size,
+                psi_floor=config.monitoring_psi_floor,
+                drifted=is_drifted(p, alpha, size, config.monitoring_psi_floor),
+                reference_rows=int(ref[c].notna().sum()),
+                current_rows=int(cur[c].notna().sum()),
                 reference_mean=float(ref[c].mean()) if numeric else None,
                 current_mean=float(cur[c].mean()) if numeric else None,
             )
         )
-    return snapshot, results
+    return results
 
 
-def psi(reference: pd.Series, current: pd.Series, kind: str) -> float | None:
-    """Evidently's PSI of two samples (missing values dropped); ``None`` when a side is empty."""
-    from evidently.legacy.calculations.stattests import psi_stat_test
-    from evidently.legacy.core import ColumnType
-
-    ref, cur = reference.dropna(), current.dropna()
-    if ref.empty or cur.empty:
-        return None
-    column_type = ColumnType.Numerical if kind == NUMERICAL else ColumnType.Categorical
-    return float(psi_stat_test(ref, cur, column_type, None).drift_score)
-
-
-def read_value_drift(snapshot_dict: dict[str, Any]) -> dict[tuple[str, str], float]:
-    """``(column, method) -> score`` for every ``ValueDrift`` in an Evidently snapshot's dict."""
-    out: dict[tuple[str, str], float] = {}
-    for metric in snapshot_dict.get("metrics", []):
-        config = metric.get("config", {})
-        if config.get("type") != "evidently:metric_v2:ValueDrift":
-            continue
-        value = metric.get("value")
-        out[(config["column"], config["method"])] = float(value) if value is not None else float("nan")
-    return out
+def drift_page(inputs: DriftInputs, verdicts: Sequence[ColumnDrift]) -> Snapshot:
+    """Evidently's report with one ``ValueDrift`` per column, in the order of ``verdicts``
+    (the caller puts the columns that moved first), with the same test and level."""
+    columns = [v.column for v in verdicts]
+    definition = DataDefinition(
+        numerical_columns=[v.column for v in verdicts if v.kind == NUMERICAL],
+        categorical_columns=[v.column for v in verdicts if v.kind == CATEGORICAL],
+    )
+    report = Report([ValueDrift(column=v.column, method=v.test, threshold=v.alpha) for v in verdicts])
+    return report.run(
+        Dataset.from_pandas(inputs.current[columns], data_definition=definition),
+        Dataset.from_pandas(inputs.reference[columns], data_definition=definition),
+    )
 
 
 def expand_vectors(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +28,9 @@ from churnfs.settings import Settings
 from churnfs.world import load_world_spec
 from monitoring import drift, text
 from monitoring.config import MonitoringConfig
+from monitoring.headline import headline_lines, with_headline
+from monitoring.key_features import NONE as NO_KEY_FEATURES
+from monitoring.key_features import base_feature, choose_key_features, key_feature_verdicts
 from monitoring.windows import (
     FEATURE_HORIZON,
     Window,
@@ -126,10 +129,15 @@ def _roc_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
 
 
 def compare_windows(
-    reference: WindowData, current: WindowData, config: MonitoringConfig
+    reference: WindowData,
+    current: WindowData,
+    config: MonitoringConfig,
+    importance: Mapping[str, float] | None = None,
 ) -> tuple[dict[str, Any], Snapshot]:
     """Compare two windows: feature drift, output and label drift, review text and embedding
-    drift. Returns the summary (without freshness or paths) and Evidently's snapshot.
+    drift. ``importance`` (the champion's, per input feature) ranks the key features when
+    ``Settings`` names none. Returns the summary (without freshness or paths) and Evidently's
+    snapshot of the per-column page.
 
     Raises:
         MissingDataError: the current window holds no snapshot rows.
@@ -149,6 +157,7 @@ def compare_windows(
             "rebuild the offline store (`make features`) so both windows share one schema"
         )
     recent_only = config.monitoring_recent_reviewers_only
+    calendar = config.monitoring_calendar_features
     ref_features = feature_frame(reference.snapshots, recent_reviewers_only=recent_only)
     cur_features = feature_frame(current.snapshots, recent_reviewers_only=recent_only)
     feature_columns = [c for c in ref_features.columns if c in cur_features.columns]
@@ -201,9 +210,8 @@ def compare_windows(
         categorical.append(LABEL)
 
     ref_all, cur_all = drift.stack(parts)
-    snapshot, verdicts = drift.run_drift_report(
-        drift.DriftInputs(ref_all, cur_all, numerical, categorical), config, dataset_columns=feature_columns
-    )
+    inputs = drift.DriftInputs(ref_all, cur_all, numerical, categorical)
+    verdicts = drift.compare_columns(inputs, config)
     by_column = {v.column: v for v in verdicts}
 
     embeddings = text.embedding_drift(
@@ -215,18 +223,27 @@ def compare_windows(
     )
 
     features = sorted((by_column[c] for c in feature_columns if c in by_column), key=_severity)
-    counted = [f for f in features if not is_calendar_feature(f.column, config.monitoring_calendar_features)]
+    counted = [f for f in features if not is_calendar_feature(f.column, calendar)]
     drifted = [f.column for f in counted if f.drifted]
     share = len(drifted) / len(counted) if counted else 0.0
     if EMBEDDING not in reference.snapshots.columns:
         notes.append(
             "no review feature group in the offline store: review features and embeddings not compared"
         )
-    verdict_of: dict[str, bool] = {c: v.drifted for c, v in by_column.items()}
+    keys = choose_key_features(
+        config.monitoring_key_features,
+        importance,
+        count=config.monitoring_key_feature_count,
+        never=calendar,
+    )
+    if keys.source == NO_KEY_FEATURES:
+        notes.append(f"no key features: {keys.rule}")
+    judged = {c: v.drifted for c, v in by_column.items() if not is_calendar_feature(c, calendar)}
     if embeddings.get("available"):
-        verdict_of[EMBEDDING] = bool(embeddings["drifted"])
-    for key in config.monitoring_key_features:
-        if key not in verdict_of:
+        judged[EMBEDDING] = bool(embeddings["drifted"])
+    key_verdicts = key_feature_verdicts(keys.names, judged)
+    for key, verdict in key_verdicts.items():
+        if verdict is None:
             notes.append(f"key feature {key} was not checked: this run has no data for it")
 
     alerts = []
@@ -234,15 +251,17 @@ def compare_windows(
         alerts.append(
             f"{share:.0%} of {len(counted)} features drifted (threshold {config.drift_share_threshold:.0%})"
         )
-    key_drifted = [k for k in config.monitoring_key_features if verdict_of.get(k)]
+    key_drifted = [k for k, verdict in key_verdicts.items() if verdict]
     for key in key_drifted:
-        v = by_column.get(key)
-        detail = (
-            f"{v.method} {v.score:.3g}, threshold {v.threshold:.3g}"
-            if v
-            else f"score {embeddings.get('score', float('nan')):.3g}"
+        moved = [by_column[c] for c in judged if judged[c] and base_feature(c) == key and c in by_column]
+        detail = "; ".join(_describe(v) for v in moved) or (
+            f"classifier ROC AUC {embeddings.get('score', float('nan')):.3g}"
         )
         alerts.append(f"key feature {key} drifted ({detail})")
+    output = by_column.get(PREDICTION)
+    output_alert = config.monitoring_alert_on_output_drift and PREDICTION not in key_drifted
+    if output is not None and output.drifted and output_alert:
+        alerts.append(f"predicted churn probability drifted ({_describe(output)})")
     if not has_predictions:
         notes.append(reference.prediction_note or current.prediction_note or "no predictions to compare")
 
@@ -260,6 +279,15 @@ def compare_windows(
         if "auc" in data.extra:
             labels[f"{side}_roc_auc"] = data.extra["auc"]
 
+    others = [by_column[c] for c in (PREDICTION, *text.DESCRIPTOR_COLUMNS, LABEL) if c in by_column]
+    page_order = [
+        *(f for f in counted if f.drifted),
+        *others,
+        *(f for f in counted if not f.drifted),
+        *(f for f in features if f not in counted),
+    ]
+    snapshot = drift.drift_page(inputs, page_order)
+
     summary: dict[str, Any] = {
         "reference": {
             "window": reference.description,
@@ -272,13 +300,14 @@ def compare_windows(
             "reviews": len(current.reviews),
         },
         "rules": _rules(config),
+        "key_features": keys.as_dict() | {"drifted": key_drifted},
         "features": {
             "monitored": len(features),
             "counted": len(counted),
             "drifted": drifted,
             "calendar_drifted": [f.column for f in features if f.drifted and f not in counted],
             "drift_share": share,
-            "key_features_drifted": [k for k in key_drifted if k in feature_columns],
+            "key_features_drifted": key_drifted,
             "columns": [f.as_dict() | {"counted": f in counted} for f in features],
         },
         "predictions": (
@@ -307,35 +336,41 @@ def compare_windows(
         "notes": notes,
         "exit_code": DRIFT_EXIT_CODE if alerts else 0,
     }
+    summary["headline"] = headline_lines(summary)
     return summary, snapshot
 
 
 def is_calendar_feature(column: str, calendar: Sequence[str]) -> bool:
     """Whether ``column`` (or the vector it is a component of) is a calendar feature."""
-    return column.split("[", 1)[0] in calendar
+    return base_feature(column) in calendar
 
 
-def _severity(v: drift.ColumnDrift) -> tuple[int, float]:
-    """Drifted first, then by how far past (or close to) the threshold."""
-    if not math.isfinite(v.score):
-        return (2, 0.0)
-    closeness = v.threshold / max(v.score, 1e-300) if v.statistic == "p_value" else v.score / v.threshold
-    return (0 if v.drifted else 1, -closeness)
+def _describe(v: drift.ColumnDrift) -> str:
+    return f"PSI {v.psi:.3g} >= {v.psi_floor:.3g}, {v.test} p {v.p_value:.3g} <= {v.alpha:.3g}"
+
+
+def _severity(v: drift.ColumnDrift) -> tuple[int, float, str]:
+    """Drifted first, then by effect size (PSI), largest first."""
+    size = v.psi if v.psi is not None and math.isfinite(v.psi) else -1.0
+    return (0 if v.drifted else 1, -size, v.column)
 
 
 def _rules(config: MonitoringConfig) -> dict[str, Any]:
     return {
+        "column_drift": (
+            f"{config.monitoring_numerical_test} (numerical) or {config.monitoring_categorical_test} "
+            f"(categorical) p <= {config.monitoring_p_value} / columns tested, "
+            f"and PSI >= {config.monitoring_psi_floor}"
+        ),
+        "p_value": config.monitoring_p_value,
+        "psi_floor": config.monitoring_psi_floor,
+        "psi_bins": config.monitoring_psi_bins,
         "drift_share_threshold": config.drift_share_threshold,
         "calendar_features": list(config.monitoring_calendar_features),
         "warmup_days": config.monitoring_warmup_days,
         "key_features": list(config.monitoring_key_features),
-        "numerical": f"{config.monitoring_numerical_method} >= {config.monitoring_numerical_threshold}",
-        "categorical": f"{config.monitoring_categorical_method} >= {config.monitoring_categorical_threshold}",
-        "small_sample": (
-            f"under {config.monitoring_small_sample} rows: {config.monitoring_small_numerical_method} / "
-            f"{config.monitoring_small_categorical_method}, drift when p <= {config.monitoring_p_value}"
-        ),
-        "psi_reported_large_at": config.monitoring_psi_threshold,
+        "key_feature_count": config.monitoring_key_feature_count,
+        "alert_on_output_drift": config.monitoring_alert_on_output_drift,
         "embedding": f"domain classifier ROC AUC > {config.monitoring_embedding_auc_threshold}",
         "active_only": config.monitoring_active_only,
         "recent_reviewers_only": config.monitoring_recent_reviewers_only,
@@ -376,8 +411,9 @@ def run_monitoring(
     show_progress: bool = True,
 ) -> MonitoringResult:
     """Compare the ``reference`` window (default: the training period) with ``current``
-    (default: the newest snapshot and the prediction log); write the Evidently HTML page and
-    the JSON summary under ``settings.reports_dir``.
+    (default: the newest snapshot), both scored by the champion, whose feature importances name
+    the key features; write the HTML page (headline, then Evidently's per-column widgets) and the
+    JSON summary under ``settings.reports_dir``. The prediction log is summarised.
 
     Raises:
         MissingDataError: no world, offline store or prediction log, or an empty window.
@@ -385,7 +421,7 @@ def run_monitoring(
         InvalidInputError: an unknown window name.
     """
     from monitoring.freshness import check_freshness
-    from monitoring.predictions import load_champion, score
+    from monitoring.predictions import feature_importance, load_champion, score
 
     config = MonitoringConfig.from_settings(settings)
     world = load_world_spec(settings.raw_dir)
@@ -424,22 +460,30 @@ def run_monitoring(
             )
         advance(2)
         log = load_prediction_log(settings.prediction_log_dir)
-        cur_data.predictions = log[PREDICTION].astype(float)
         versions = sorted(log["model_version"].dropna().astype(str).unique().tolist())
-        cur_data.prediction_note = (
-            f"prediction log: {len(log)} users, model version(s) {', '.join(versions) or '?'}"
-        )
         advance(3)
+        # Output drift compares like with like: the same model over both windows' sampled rows.
+        # The log holds whichever users serving was asked about (the demo: the five most active),
+        # not a sample of the current population.
         model, note = load_champion(settings)
-        ref_data.prediction_note = note
+        importance = None
         if model is not None:
             ref_data.predictions = pd.Series(score(model, ref_data.snapshots), dtype=float)
+            cur_data.predictions = pd.Series(score(model, cur_data.snapshots), dtype=float)
+            ref_data.prediction_note = f"{note}, reference window"
+            cur_data.prediction_note = f"{note}, current window"
+            importance = feature_importance(
+                model,
+                ref_data.snapshots,
+                rows=config.monitoring_importance_rows,
+                seed=config.monitoring_seed,
+            )
             _score_labelled(model, ref_data)
             _score_labelled(model, cur_data)
         else:
-            cur_data.predictions = None
+            ref_data.prediction_note = note
         advance(4)
-        summary, snapshot = compare_windows(ref_data, cur_data, config)
+        summary, snapshot = compare_windows(ref_data, cur_data, config, importance)
         advance(5)
         summary["freshness"] = check_freshness(settings, _lookup_users(cur_data.snapshots), latest)
         advance(6)
@@ -449,11 +493,14 @@ def run_monitoring(
             "users": len(log),
             "model_versions": versions,
             "sources": log["source"].value_counts().to_dict(),
+            "mean_churn_probability": float(log[PREDICTION].astype(float).mean()),
         }
         html_path, json_path = _report_paths(settings.reports_dir, now)
         summary["html_path"], summary["json_path"] = str(html_path), str(json_path)
         with atomic_path(html_path) as tmp:
             snapshot.save_html(str(tmp))
+            page = tmp.read_text(encoding="utf-8")
+            tmp.write_text(with_headline(page, summary["headline"]), encoding="utf-8")
         write_text_atomic(json.dumps(summary, indent=2, default=str), json_path)
         advance(7)
     logger.info("monitoring report written to %s", html_path)

@@ -20,6 +20,8 @@ logger = logging.getLogger(__name__)
 MODEL_NAME = "churn-model"
 CHAMPION_URI = f"models:/{MODEL_NAME}@champion"
 NON_FEATURE_COLUMNS = ("event_timestamp", "created_timestamp", "churned")
+CONTRIB_PREFIX = "contrib__"
+"""The pyfunc's per-feature contribution columns with ``params={"explain": True}`` (docs/data-model.md)."""
 
 
 def load_champion(settings: Settings) -> tuple[Any | None, str]:
@@ -59,3 +61,26 @@ def score(model: Any, snapshots: pd.DataFrame) -> np.ndarray:
     if isinstance(out, pd.DataFrame):
         return out["churn_probability"].to_numpy(dtype=float)
     return np.asarray(out, dtype=float).reshape(-1)
+
+
+def feature_importance(
+    model: Any, snapshots: pd.DataFrame, *, rows: int, seed: int
+) -> dict[str, float] | None:
+    """Mean absolute contribution (log-odds) of each input feature of ``model`` over a random
+    sample of ``rows`` snapshot rows, largest first: the measure training logs as
+    ``feature_importance``. ``None`` when the model gives no contributions."""
+    if snapshots.empty:
+        return None
+    sample = snapshots.sample(min(rows, len(snapshots)), random_state=seed)
+    try:
+        out = model.predict(model_input(sample), params={"explain": True})
+    except Exception:  # a pyfunc without the documented ``explain`` parameter
+        logger.warning("the champion gives no feature contributions", exc_info=True)
+        return None
+    if not isinstance(out, pd.DataFrame):
+        return None
+    contributions = out[[c for c in out.columns if c.startswith(CONTRIB_PREFIX)]]
+    if contributions.empty:
+        return None
+    means = contributions.abs().mean().sort_values(ascending=False)
+    return {str(name)[len(CONTRIB_PREFIX) :]: float(value) for name, value in means.items()}

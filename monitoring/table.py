@@ -1,4 +1,5 @@
-"""The short terminal table ``churnfs monitor`` prints: verdicts first, details in the files."""
+"""The short terminal table ``churnfs monitor`` prints: the headline first (the verdict and the
+features that really moved), then one line per check, details in the files."""
 
 from __future__ import annotations
 
@@ -26,49 +27,59 @@ def _verdict(drifted: bool | None) -> Text:
     return Text("DRIFT", style="bold red") if drifted else Text("ok", style="green")
 
 
+def _row(name: str, d: Mapping[str, Any]) -> list[Any]:
+    """A check's cells: test, means, PSI (the effect size) and p-value against their bars."""
+    return [
+        name,
+        d["test"],
+        _fmt(d["reference_mean"]),
+        _fmt(d["current_mean"]),
+        f"{_fmt(d['psi'])} / {_fmt(d['psi_floor'])}",
+        f"{_fmt(d['p_value'])} / {_fmt(d['alpha'])}",
+        _verdict(d["drifted"]),
+    ]
+
+
 def render_summary_table(summary: Mapping[str, Any], top: int = TOP_FEATURES) -> Group:
-    """A rich renderable: one line per check (features, predictions, labels, reviews,
-    freshness), then the ``top`` most drifted features, then the alerts."""
+    """A rich renderable: the headline, one line per check (features, predictions, labels,
+    reviews, freshness), the ``top`` most drifted judged features, then the notes."""
+    headline = summary.get("headline", [])
+    lines: list[Text] = []
+    if headline:
+        lines.append(Text(headline[0], style="bold red" if summary["alerts"] else "bold green"))
+        lines += [Text(line) for line in headline[1:-1]]
     checks = Table(title="monitoring", title_justify="left")
-    for col in ("check", "statistic", "reference", "current", "score", "threshold", "verdict"):
+    for col in ("check", "test", "reference", "current", "PSI / floor", "p / alpha", "verdict"):
         checks.add_column(col)
     feats = summary["features"]
+    threshold = summary["rules"]["drift_share_threshold"]
     checks.add_row(
         "features",
         "share drifted",
         "",
         f"{len(feats['drifted'])}/{feats['counted']}",
-        _fmt(feats["drift_share"]),
-        _fmt(summary["rules"]["drift_share_threshold"]),
-        _verdict(feats["drift_share"] >= summary["rules"]["drift_share_threshold"]),
+        "",
+        f"{_fmt(feats['drift_share'])} / {_fmt(threshold)}",
+        _verdict(feats["drift_share"] >= threshold),
     )
     pred = summary["predictions"]
     if pred.get("available"):
-        checks.add_row(
-            "predicted churn",
-            pred["method"],
-            _fmt(pred["reference_mean"]),
-            _fmt(pred["current_mean"]),
-            _fmt(pred["score"]),
-            _fmt(pred["threshold"]),
-            _verdict(pred["drifted"]),
-        )
+        checks.add_row(*_row("predicted churn", pred))
     else:
         checks.add_row("predicted churn", "", "", "", "", "", _verdict(None))
     labels = summary["labels"]
     label_drift = labels.get("drift")
     checks.add_row(
         "churn rate (labels)",
-        label_drift["method"] if label_drift else "",
+        label_drift["test"] if label_drift else "",
         _fmt(labels["reference_churn_rate"]),
         _fmt(labels["current_churn_rate"]),
-        _fmt(label_drift["score"]) if label_drift else "",
-        _fmt(label_drift["threshold"]) if label_drift else "",
+        f"{_fmt(label_drift['psi'])} / {_fmt(label_drift['psi_floor'])}" if label_drift else "",
+        f"{_fmt(label_drift['p_value'])} / {_fmt(label_drift['alpha'])}" if label_drift else "",
         _verdict(label_drift["drifted"] if label_drift else None),
     )
     reviews = summary["reviews"]
     ref_s, cur_s = reviews["reference_sentiment"], reviews["current_sentiment"]
-    checks.add_row("review sentiment (mean)", "", _fmt(ref_s["mean"]), _fmt(cur_s["mean"]), "", "", "")
     checks.add_row(
         "negative reviews (share)",
         "",
@@ -79,24 +90,16 @@ def render_summary_table(summary: Mapping[str, Any], top: int = TOP_FEATURES) ->
         "",
     )
     for d in reviews["descriptors"]:
-        checks.add_row(
-            d["column"],
-            d["method"],
-            _fmt(d["reference_mean"]),
-            _fmt(d["current_mean"]),
-            _fmt(d["score"]),
-            _fmt(d["threshold"]),
-            _verdict(d["drifted"]),
-        )
+        checks.add_row(*_row(d["column"], d))
     emb = reviews["embedding"]
     if emb.get("available"):
         checks.add_row(
             "review_embedding",
             "classifier AUC",
             "",
-            "",
             _fmt(emb["score"]),
-            _fmt(emb["threshold"]),
+            "",
+            f"> {_fmt(emb['threshold'])}",
             _verdict(emb["drifted"]),
         )
     else:
@@ -116,26 +119,24 @@ def render_summary_table(summary: Mapping[str, Any], top: int = TOP_FEATURES) ->
     else:
         checks.add_row("freshness", "", "", "", "", "", Text("n/a", style="dim"))
 
-    top_table = Table(title=f"most drifted features (of {feats['monitored']})", title_justify="left")
-    for col in ("feature", "statistic", "score", "threshold", "psi", "verdict"):
+    judged = [f for f in feats["columns"] if f.get("counted", True)]
+    top_table = Table(
+        title=f"features by effect size (of {feats['counted']} judged; calendar features left out)",
+        title_justify="left",
+    )
+    for col in ("feature", "test", "reference", "current", "PSI / floor", "p / alpha", "verdict"):
         top_table.add_column(col)
-    for f in feats["columns"][:top]:
-        key = " *" if f["column"] in summary["rules"]["key_features"] else ""
-        key += "" if f.get("counted", True) else " (calendar)"
-        top_table.add_row(
-            Text(f"{f['column']}{key}"),
-            f"{f['method']} ({f['statistic']})",
-            _fmt(f["score"]),
-            _fmt(f["threshold"]),
-            _fmt(f["psi"]),
-            _verdict(f["drifted"]),
-        )
+    keys = set(summary.get("key_features", {}).get("names", []))
+    for f in judged[:top]:
+        mark = " *" if f["column"].split("[", 1)[0] in keys else ""
+        top_table.add_row(*_row(f"{f['column']}{mark}", f))
 
-    alerts = summary.get("alerts", [])
-    lines = [Text("* key feature; (calendar): grows with the as-of time, not in the share", style="dim")]
-    lines += [Text(f"ALERT: {a}", style="bold red") for a in alerts] or [Text("no alert", style="green")]
-    lines += [Text(f"note: {n}", style="dim") for n in summary.get("notes", [])]
+    tail = [Text("* key feature", style="dim")]
+    tail += [Text(f"ALERT: {a}", style="bold red") for a in summary.get("alerts", [])]
+    tail += [Text(f"note: {n}", style="dim") for n in summary.get("notes", [])]
+    if headline:
+        tail.append(Text(headline[-1], style="dim"))
     if "html_path" in summary:
-        lines.append(Text(f"report: {summary['html_path']}"))
-        lines.append(Text(f"summary: {summary['json_path']}"))
-    return Group(checks, top_table, *lines)
+        tail.append(Text(f"report: {summary['html_path']}"))
+        tail.append(Text(f"summary: {summary['json_path']}"))
+    return Group(*lines, checks, top_table, *tail)

@@ -1,9 +1,11 @@
-"""Monitoring on the small generated world: the planted drift of its last four weeks is found
-and named, two random halves of one period are not flagged, and bad inputs give one clear
-error.
+"""Monitoring on the small generated worlds, with a real champion: the planted drift of the
+drift world is found and named, a world generated without drift and run like the demo raises no
+alarm, the champion's predicted churn moves when the users it scores go quiet and not between two
+halves of one period, and bad inputs give one clear error.
 
 The monitored world links the shared small world's raw tables and offline store into its own
-DATA_DIR, so the prediction log and reports written here touch no other test's files.
+DATA_DIR (and reads the shared world's MLflow store), so the prediction log and reports written
+here touch no other test's files.
 """
 
 from __future__ import annotations
@@ -33,11 +35,17 @@ UNMOVED = ("age", "gender", "country", "income", "premium")
 """Profile features the generator's drift does not touch."""
 
 
-def linked_world(source: Settings, root: Path, *, with_offline_store: bool = True) -> Settings:
+def linked_world(
+    source: Settings, root: Path, *, with_offline_store: bool = True, with_models: bool = False
+) -> Settings:
+    """A DATA_DIR of its own over ``source``'s raw tables and offline store (and, ``with_models``,
+    its MLflow store, so the champion is ``source``'s)."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "raw").symlink_to(source.raw_dir)
     if with_offline_store:
         (root / "offline_store").symlink_to(source.offline_store_dir)
+    if with_models:
+        return Settings(data_dir=root, mlflow_tracking_uri=source.resolved_mlflow_tracking_uri)
     return Settings(data_dir=root)
 
 
@@ -46,7 +54,8 @@ def write_standin_prediction_log(settings: Settings) -> int:
 
     STAND-IN SCORES: no trained model is involved. Each 'churn_probability' is a fixed logistic
     function of the user's activity features, so the log has the right shape and plausible
-    values; the test of real model scores is the one on ``trained_world``."""
+    values. Monitoring only summarises the log: output drift compares the champion's own scores
+    of both windows (the no-drift world below writes its log the demo's way, over HTTP)."""
     activity = pd.read_parquet(settings.offline_store_dir / ACTIVITY_FILE)
     latest = activity[
         (activity["event_timestamp"] == activity["event_timestamp"].max()) & (activity["events_30d"] > 0)
@@ -76,10 +85,49 @@ def write_standin_prediction_log(settings: Settings) -> int:
 
 
 @pytest.fixture(scope="module")
-def monitored_world(feature_world: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    settings = linked_world(feature_world, tmp_path_factory.mktemp("monitoring") / "world")
+def monitored_world(trained_world: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    settings = linked_world(trained_world, tmp_path_factory.mktemp("monitoring") / "world", with_models=True)
     write_standin_prediction_log(settings)
     return settings
+
+
+def _other_redis_db(connection: str) -> str:
+    """The same Redis, the next database (flushed): the shared small world's keys stay intact."""
+    import redis
+
+    host_port, _, rest = connection.partition(",")
+    options = dict(p.split("=", 1) for p in rest.split(",") if p)
+    options["db"] = str(int(options.get("db", "0")) + 1)
+    host, _, port = host_port.partition(":")
+    redis.Redis(
+        host=host, port=int(port or 6379), db=int(options["db"]), password=options.get("password")
+    ).flushdb()
+    return ",".join([host_port, *(f"{k}={v}" for k, v in options.items())])
+
+
+@pytest.fixture(scope="module")
+def no_drift_run(redis_connection_string: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A world generated without drift, taken through the demo's steps (features, apply,
+    materialize, train, smoke over HTTP) and monitored with the defaults."""
+    from churnfs.store import apply_repo, materialize
+    from datagen import generate_world
+    from serving.smoke import run_smoke
+    from tests.conftest import SMALL_SEED, SMALL_USERS
+    from tests.fixtures.training import FAST_MAX_ROUNDS
+    from training.train import train_models
+    from transformations.job import build_features
+
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("no-drift-world"),
+        redis_connection_string=_other_redis_db(redis_connection_string),
+    )
+    generate_world(settings, users=SMALL_USERS, seed=SMALL_SEED, drift=False, show_progress=False)
+    build_features(settings, show_progress=False)
+    apply_repo(settings)
+    materialize(settings)
+    train_models(settings, show_progress=False, max_rounds=FAST_MAX_ROUNDS)
+    run_smoke(settings)
+    return run_monitoring(settings, show_progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -89,12 +137,11 @@ def drift_run(monitored_world: Settings) -> Any:
 
 def test_planted_device_mix_and_review_sentiment_drift_is_detected_and_named(drift_run: Any) -> None:
     summary = drift_run.summary
-    assert drift_run.exit_code == DRIFT_EXIT_CODE
+    assert drift_run.exit_code == DRIFT_EXIT_CODE, summary["headline"]
     columns = {c["column"]: c for c in summary["features"]["columns"]}
     # The new Android app lifts the mobile share of the last 30 days' events.
     assert "mobile_share_30d" in summary["features"]["drifted"]
     assert columns["mobile_share_30d"]["current_mean"] > columns["mobile_share_30d"]["reference_mean"] + 0.05
-    assert any("mobile_share_30d" in alert for alert in summary["alerts"])
     # The delivery problem sours the reviews written in the drift period: the recent reviewers'
     # features, the review texts and their embeddings.
     assert "recent_sentiment" in summary["features"]["drifted"]
@@ -113,6 +160,67 @@ def test_planted_device_mix_and_review_sentiment_drift_is_detected_and_named(dri
         assert not columns[feature]["drifted"], feature
 
 
+def test_key_features_are_the_champions_most_important(drift_run: Any) -> None:
+    keys = drift_run.summary["key_features"]
+    assert keys["source"] == "champion"
+    assert len(keys["names"]) == 5
+    calendar = set(drift_run.summary["rules"]["calendar_features"])
+    ranked = [name for name in keys["importance"] if name not in calendar]
+    assert keys["names"] == ranked[:5]
+
+
+def test_a_world_without_drift_monitored_like_the_demo_raises_no_alarm(no_drift_run: Any) -> None:
+    summary = no_drift_run.summary
+    assert no_drift_run.exit_code == 0, summary["headline"]
+    assert summary["alerts"] == []
+    assert summary["key_features"]["source"] == "champion"
+    assert summary["predictions"]["available"]
+    assert summary["prediction_log"]["users"] == 5  # the smoke step's five users
+    assert summary["headline"][0] == "No alert (exit 0)."
+
+
+def test_the_champions_predicted_churn_moves_when_its_users_go_quiet(monitored_world: Settings) -> None:
+    from monitoring.predictions import load_champion, score
+
+    config = MonitoringConfig()
+    world = load_world_spec(monitored_world.raw_dir)
+    model, note = load_champion(monitored_world)
+    assert model is not None, note
+    window = resolve_window("training", world, world.end, config.monitoring_warmup_days)
+    snapshots = load_snapshots(
+        monitored_world.offline_store_dir,
+        window,
+        max_rows=config.monitoring_max_rows,
+        seed=0,
+        active_only=True,
+    )
+    first, second = split_by_user(snapshots, seed=5)
+    no_reviews = pd.DataFrame({"review_id": pd.Series(dtype=int), "review_text": pd.Series(dtype=str)})
+
+    def scored(frame: pd.DataFrame, description: str) -> WindowData:
+        return WindowData(description, frame, no_reviews, pd.Series(score(model, frame), dtype=float))
+
+    same, _ = compare_windows(scored(first, "first half"), scored(second, "second half"), config)
+    assert same["predictions"]["available"] and not same["predictions"]["drifted"], same["predictions"]
+
+    # The latest snapshot's users with no event in 30 days: real rows, scored by the same champion.
+    latest = resolve_window("latest", world, world.end)
+    everyone = load_snapshots(
+        monitored_world.offline_store_dir,
+        latest,
+        max_rows=config.monitoring_max_rows,
+        seed=0,
+        active_only=False,
+    )
+    quiet = everyone[everyone["events_30d"] == 0]
+    assert len(quiet) > 100
+    moved, _ = compare_windows(scored(first, "first half"), scored(quiet, "quiet users"), config)
+    output = moved["predictions"]
+    assert output["drifted"], output
+    assert output["current_mean"] > output["reference_mean"]
+    assert any(a.startswith("predicted churn probability drifted") for a in moved["alerts"])
+
+
 def test_monitoring_writes_the_html_page_and_the_json_summary(
     drift_run: Any, monitored_world: Settings
 ) -> None:
@@ -120,6 +228,15 @@ def test_monitoring_writes_the_html_page_and_the_json_summary(
     assert drift_run.html_path.name.startswith("monitoring-") and drift_run.html_path.suffix == ".html"
     page = drift_run.html_path.read_text(encoding="utf-8")
     assert "mobile_share_30d" in page and "review_sentiment" in page
+    # The page opens with the verdict and the features that really moved, calendar ones left out.
+    body = page.split("<body>", 1)[1]
+    assert body.startswith('<section id="churnfs-headline"')
+    assert body.index("Features that moved") < body.index("<script")
+    moved_line = next(
+        line for line in drift_run.summary["headline"] if line.startswith("Features that moved")
+    )
+    assert "mobile_share_30d" in moved_line
+    assert not any(f"{c} (" in moved_line for c in drift_run.summary["rules"]["calendar_features"])
     written = json.loads(drift_run.json_path.read_text(encoding="utf-8"))
     assert written["exit_code"] == DRIFT_EXIT_CODE
     assert written["features"]["drifted"] == drift_run.summary["features"]["drifted"]
@@ -150,7 +267,7 @@ def test_two_random_halves_of_the_training_period_are_not_flagged(monitored_worl
     assert summary["features"]["drifted"] == []
     assert summary["features"]["calendar_drifted"] == []
     assert not any(d["drifted"] for d in summary["reviews"]["descriptors"])
-    assert len(first) > 1000 and len(second) > 1000
+    assert len(first) > 500 and len(second) > 500
 
 
 def test_missing_prediction_log_is_one_clear_error(feature_world: Settings, tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
-"""The drift report on hand-made windows: Evidently's statistics match hand computation, a
-planted shift is flagged and named, the same distribution is not, and bad inputs give one
-clear error."""
+"""The drift report on hand-made windows: the tests and PSI match hand computation, noise in
+100,000 rows is not drift, a planted shift is flagged and named first, the same distribution is
+not, key features come from the champion's importance, and bad inputs give one clear error."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from rich.console import Console
 from churnfs.errors import MissingDataError, SchemaError
 from monitoring import drift
 from monitoring.config import MonitoringConfig
+from monitoring.headline import HEADLINE_ID, with_headline
 from monitoring.job import DRIFT_EXIT_CODE, WindowData, compare_windows
 from monitoring.table import render_summary_table
 
@@ -22,24 +23,35 @@ HAPPY = ["Great product and quick delivery, I love it", "Excellent quality, very
 UNHAPPY = ["The delivery was late and the box was damaged, terrible", "Awful courier, parcel lost, angry"]
 
 
-def test_evidently_scores_match_hand_computed_distances() -> None:
+def test_verdicts_use_ks_or_chi_square_and_psi_computed_by_hand() -> None:
     reference = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0], "c": ["a", "a", "b", "b"]})
-    current = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "c": ["a", "b", "b", "b"]})
-    config = MonitoringConfig(monitoring_small_sample=2)
-    _, results = drift.run_drift_report(
-        drift.DriftInputs(reference, current, ["x"], ["c"]), config, dataset_columns=["x", "c"]
-    )
+    current = pd.DataFrame({"x": [10.0, 11.0, 12.0, 13.0], "c": ["a", "b", "b", "b"]})
+    results = drift.compare_columns(drift.DriftInputs(reference, current, ["x"], ["c"]), MonitoringConfig())
     by = {r.column: r for r in results}
-    # Wasserstein distance 1 (every value moved by 1) over the reference's std sqrt(1.25)
-    assert by["x"].method == "wasserstein"
-    assert by["x"].score == pytest.approx(1 / np.sqrt(1.25))
-    assert by["x"].drifted
-    # Jensen-Shannon distance of (1/2, 1/2) and (1/4, 3/4), natural log:
-    # m = (3/8, 5/8); JSD = (KL(p||m) + KL(q||m)) / 2 = 0.0338228; distance = sqrt(JSD)
-    assert by["c"].method == "jensenshannon"
-    assert by["c"].score == pytest.approx(0.183910, abs=1e-5)
-    assert by["c"].drifted
-    assert (by["x"].reference_mean, by["x"].current_mean) == (1.5, 2.5)
+    # KS: D = 1, exact p = 2 / C(8, 4); Bonferroni over 2 columns: alpha 0.025, so not significant
+    assert (by["x"].test, by["x"].alpha) == ("ks", 0.025)
+    assert by["x"].p_value == pytest.approx(2 / 70)
+    # reference quartiles hold one value each; every current value lands in the top bin:
+    # 3 (1e-4 - 1/4) ln(1e-4 / (1/4)) + (1 - 1/4) ln(1 / (1/4))
+    assert by["x"].psi == pytest.approx(3 * (1e-4 - 0.25) * np.log(1e-4 / 0.25) + 0.75 * np.log(4))
+    assert by["x"].psi > 0.1 and not by["x"].drifted  # four rows a side prove nothing
+    # chi-square 1 on 1 degree of freedom; PSI (1/4 - 1/2) ln(1/2) + (3/4 - 1/2) ln(3/2)
+    assert by["c"].p_value == pytest.approx(0.317311, abs=1e-6)
+    assert by["c"].psi == pytest.approx(0.274653, abs=1e-6)
+    assert (by["x"].reference_mean, by["x"].current_mean) == (1.5, 11.5)
+
+
+def test_a_tiny_shift_in_a_hundred_thousand_rows_is_significant_but_not_drift() -> None:
+    rng = np.random.default_rng(3)
+    reference = pd.DataFrame({"x": rng.normal(0.0, 1.0, 100_000)})
+    current = pd.DataFrame({"x": rng.normal(0.05, 1.0, 100_000)})  # a twentieth of a standard deviation
+    (result,) = drift.compare_columns(drift.DriftInputs(reference, current, ["x"], []), MonitoringConfig())
+    assert result.significant
+    assert result.psi is not None and result.psi < 0.01
+    assert not result.drifted
+    moved = pd.DataFrame({"x": rng.normal(0.5, 1.0, 100_000)})  # half a standard deviation
+    (result,) = drift.compare_columns(drift.DriftInputs(reference, moved, ["x"], []), MonitoringConfig())
+    assert result.drifted and result.psi is not None and result.psi > 0.2
 
 
 def _window(
@@ -81,12 +93,57 @@ def test_planted_shift_is_flagged_and_named() -> None:
     assert summary["reviews"]["current_sentiment"]["negative_share"] == 1.0
     assert any("mobile_share_30d" in a for a in summary["alerts"])
     assert any("review_sentiment" in a for a in summary["alerts"])
+    assert summary["key_features"]["source"] == "settings"
 
-    console = Console(record=True, width=140)
+    console = Console(record=True, width=200)
     console.print(render_summary_table(summary))
     printed = console.export_text()
+    assert printed.startswith("DRIFT (exit 3): ")
+    assert summary["headline"][1].startswith(
+        "Features that moved (1 of 3 judged): mobile_share_30d (mean 0.698 -> 0.9, PSI"
+    )
+    assert printed.index("Features that moved (1 of 3 judged)") < printed.index("share drifted")
     assert "mobile_share_30d *" in printed
     assert "ALERT: key feature mobile_share_30d drifted" in printed
+
+
+def test_the_html_page_opens_with_the_verdict_and_the_features_that_moved() -> None:
+    lines = ["DRIFT (exit 3): key feature a<b drifted", "Features that moved (1 of 3 judged): a<b"]
+    page = with_headline("<html><head></head><body><div id=root></div></body></html>", lines)
+    body = page.split("<body>", 1)[1]
+    assert body.startswith(f'<section id="{HEADLINE_ID}"')
+    assert body.index("DRIFT (exit 3): key feature a&lt;b drifted") < body.index("Features that moved")
+    assert body.index("Features that moved") < body.index("<div id=root>")
+
+
+def test_key_features_come_from_the_champions_importance() -> None:
+    rng = np.random.default_rng(15)
+    reference = _window(rng, 2000, (0.6, 0.8), HAPPY)
+    current = _window(rng, 2000, (0.8, 1.0), HAPPY)
+    # the share alone would alert on one drifted feature of three: raise it so only keys decide
+    config = MonitoringConfig(drift_share_threshold=0.5, monitoring_key_feature_count=1)
+    importance = {"events_30d": 0.8, "mobile_share_30d": 0.3, "device": 0.1}
+    summary, _ = compare_windows(reference, current, config, importance)
+    assert summary["key_features"]["names"] == ["events_30d"]
+    assert summary["features"]["drifted"] == ["mobile_share_30d"]
+    assert summary["exit_code"] == 0, summary["alerts"]
+
+    config = MonitoringConfig(drift_share_threshold=0.5, monitoring_key_feature_count=2)
+    summary, _ = compare_windows(reference, current, config, importance)
+    assert summary["key_features"]["names"] == ["events_30d", "mobile_share_30d"]
+    assert summary["key_features"]["drifted"] == ["mobile_share_30d"]
+    assert summary["exit_code"] == DRIFT_EXIT_CODE
+    assert summary["headline"][2].startswith("Key features (the champion's 2 most important")
+
+
+def test_without_a_champion_every_feature_counts_equally() -> None:
+    rng = np.random.default_rng(16)
+    reference = _window(rng, 2000, (0.6, 0.8), HAPPY)
+    current = _window(rng, 2000, (0.8, 1.0), HAPPY)
+    summary, _ = compare_windows(reference, current, MonitoringConfig(drift_share_threshold=0.5))
+    assert summary["key_features"]["names"] == []
+    assert summary["exit_code"] == 0
+    assert any("every monitored feature counts equally" in n for n in summary["notes"])
 
 
 def test_same_distribution_is_not_flagged() -> None:
@@ -97,11 +154,14 @@ def test_same_distribution_is_not_flagged() -> None:
     assert summary["exit_code"] == 0
     assert summary["alerts"] == []
     assert summary["features"]["drifted"] == []
-    # 2,000 rows a side: KS and chi-square, Bonferroni over the report's 7 columns
+    # KS and chi-square, Bonferroni over the report's 7 columns; PSI of same-distribution samples
+    # of 2,000 rows stays far below the floor
     columns = summary["features"]["columns"]
-    assert {c["method"] for c in columns} == {"ks", "chisquare"}
-    assert all(c["threshold"] == pytest.approx(0.05 / 7) for c in columns)
-    assert all(c["score"] > c["threshold"] for c in columns)
+    assert {c["test"] for c in columns} == {"ks", "chisquare"}
+    assert all(c["alpha"] == pytest.approx(0.05 / 7) for c in columns)
+    assert all(c["p_value"] > c["alpha"] for c in columns)
+    assert all(c["psi"] < 0.02 for c in columns)
+    assert summary["headline"][:2] == ["No alert (exit 0).", "No feature moved (0 of 3 judged)."]
 
 
 def test_empty_current_window_is_a_clear_error() -> None:

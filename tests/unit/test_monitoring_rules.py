@@ -15,6 +15,7 @@ from monitoring import drift, text
 from monitoring.config import MonitoringConfig
 from monitoring.freshness import age_verdict
 from monitoring.job import feature_frame, is_calendar_feature
+from monitoring.key_features import choose_key_features, key_feature_verdicts
 from monitoring.windows import resolve_window, split_by_user
 
 WORLD = WorldSpec(users=10, seed=1, drift=True)
@@ -23,11 +24,11 @@ LATEST = datetime(2025, 7, 7, tzinfo=UTC)
 
 def test_training_window_runs_from_warmup_to_train_end() -> None:
     window = resolve_window("training", WORLD, LATEST, warmup_days=60)
-    assert window.until == datetime(2025, 4, 30, tzinfo=UTC)
+    assert window.until == datetime(2025, 4, 2, tzinfo=UTC)  # day 86
     # as-of times in (after, until]: the first one included is start + 60 days, 2025-03-07
     assert window.after < datetime(2025, 3, 7, tzinfo=UTC) < window.after + timedelta(seconds=1)
     assert window.reviews_from == WORLD.start
-    assert window.describe() == "training: snapshots as of 2025-03-07 to 2025-04-30"
+    assert window.describe() == "training: snapshots as of 2025-03-07 to 2025-04-02"
 
 
 def test_latest_window_is_the_newest_snapshot_with_thirty_days_of_reviews() -> None:
@@ -64,22 +65,100 @@ def test_random_halves_keep_each_users_rows_together() -> None:
     assert sorted([*first["x"], *second["x"]]) == list(range(8))
 
 
-def test_small_samples_use_corrected_p_value_tests_and_large_ones_distances() -> None:
-    config = MonitoringConfig(monitoring_small_sample=1000)
-    assert drift.choose_method(drift.NUMERICAL, 5000, 999, config) == ("ks", 0.05)
-    assert drift.choose_method(drift.CATEGORICAL, 999, 5000, config) == ("chisquare", 0.05)
+def test_columns_use_ks_or_chi_square_at_a_bonferroni_level() -> None:
+    config = MonitoringConfig()
+    assert drift.choose_test(drift.NUMERICAL, config) == ("ks", 0.05)
+    assert drift.choose_test(drift.CATEGORICAL, config) == ("chisquare", 0.05)
     # Bonferroni: 0.05 over 10 tests
-    assert drift.choose_method(drift.NUMERICAL, 5000, 999, config, tests=10) == ("ks", pytest.approx(0.005))
-    assert drift.choose_method(drift.NUMERICAL, 1000, 1000, config) == ("wasserstein", 0.1)
-    assert drift.choose_method(drift.CATEGORICAL, 1000, 1000, config) == ("jensenshannon", 0.1)
+    assert drift.choose_test(drift.NUMERICAL, config, tests=10) == ("ks", pytest.approx(0.005))
 
 
-def test_p_values_drift_below_threshold_and_distances_at_or_above() -> None:
-    assert drift.is_drifted("ks", 0.01, 0.05)
-    assert not drift.is_drifted("ks", 0.2, 0.05)
-    assert drift.is_drifted("wasserstein", 0.1, 0.1)
-    assert not drift.is_drifted("psi", 0.09, 0.1)
-    assert not drift.is_drifted("wasserstein", float("nan"), 0.1)
+def test_a_column_drifts_only_when_significant_and_past_the_psi_floor() -> None:
+    assert drift.is_drifted(p_value=0.001, alpha=0.01, psi_value=0.1, psi_floor=0.1)
+    # significant but small: what 100,000 rows make of noise
+    assert not drift.is_drifted(p_value=1e-12, alpha=0.01, psi_value=0.03, psi_floor=0.1)
+    # large but not significant: what a few rows make of noise
+    assert not drift.is_drifted(p_value=0.2, alpha=0.01, psi_value=0.5, psi_floor=0.1)
+    assert not drift.is_drifted(p_value=float("nan"), alpha=0.01, psi_value=0.5, psi_floor=0.1)
+    assert not drift.is_drifted(p_value=0.001, alpha=0.01, psi_value=None, psi_floor=0.1)
+
+
+def test_psi_of_categories_matches_hand_computation() -> None:
+    reference = pd.Series(["a", "a", "b", "b"])
+    current = pd.Series(["a", "b", "b", "b", None])
+    # shares (1/2, 1/2) -> (1/4, 3/4), the missing value dropped:
+    # (1/4 - 1/2) ln(1/2) + (3/4 - 1/2) ln(3/2) = 0.173287 + 0.101366
+    assert drift.psi(reference, current, drift.CATEGORICAL) == pytest.approx(0.274653, abs=1e-6)
+
+
+def test_psi_bins_numbers_at_the_reference_deciles() -> None:
+    reference = pd.Series(np.arange(10.0))
+    current = pd.Series([0.0, 0.0, 0.0, 0.0, 0.0, 5.0, 6.0, 7.0, 8.0, 9.0])
+    # Deciles of 0..9 are 0.9, 1.8, ..., 8.1: one value per bin, a share of 0.1 each.
+    ref_shares, cur_shares = drift.bin_shares(reference, current, drift.NUMERICAL, bins=10)
+    assert ref_shares.tolist() == pytest.approx([0.1] * 10)
+    assert cur_shares.tolist() == pytest.approx([0.5, 0, 0, 0, 0, 0.1, 0.1, 0.1, 0.1, 0.1])
+    # bin 0: (0.5 - 0.1) ln 5 = 0.643775; bins 1-4 empty, counted as 1e-4:
+    # 4 (1e-4 - 0.1) ln(1e-4 / 0.1) = 4 x 0.690085 = 2.760339
+    expected = 0.4 * np.log(5) + 4 * (1e-4 - 0.1) * np.log(1e-4 / 0.1)
+    assert drift.psi(reference, current, drift.NUMERICAL) == pytest.approx(expected)
+    assert expected == pytest.approx(3.404114, abs=1e-6)
+    assert drift.psi(reference, reference, drift.NUMERICAL) == 0.0
+
+
+def test_psi_gives_a_count_feature_one_bin_per_frequent_value() -> None:
+    reference = pd.Series([0] * 6 + [1] * 3 + [2])
+    current = pd.Series([0] * 3 + [1] * 3 + [2] * 4)
+    # deciles 0,0,0,0,0,0.4,1,1,1.1 -> cut points 0, 0.4, 1, 1.1: bins (..0], (0,0.4], (0.4,1], (1.1..)
+    ref_shares, cur_shares = drift.bin_shares(reference, current, drift.NUMERICAL, bins=10)
+    assert ref_shares.tolist() == pytest.approx([0.6, 0.0, 0.3, 0.0, 0.1])
+    assert cur_shares.tolist() == pytest.approx([0.3, 0.0, 0.3, 0.0, 0.4])
+    expected = (0.3 - 0.6) * np.log(0.3 / 0.6) + (0.4 - 0.1) * np.log(0.4 / 0.1)
+    assert drift.psi(reference, current, drift.NUMERICAL) == pytest.approx(expected)
+
+
+def test_ks_p_value_matches_hand_computation() -> None:
+    # Every current value above every reference value: D = 1, and the exact two-sided p-value is
+    # the share of the C(8, 4) = 70 orderings as extreme, 2 / 70.
+    p = drift.p_value(
+        pd.Series([0.0, 1.0, 2.0, 3.0]), pd.Series([10.0, 11.0, 12.0, 13.0]), drift.NUMERICAL, "ks"
+    )
+    assert p == pytest.approx(2 / 70)
+
+
+def test_chi_square_p_value_matches_hand_computation() -> None:
+    # expected current counts from the reference shares: (2, 2); observed (1, 3):
+    # chi2 = 1/2 + 1/2 = 1 on 1 degree of freedom, p = 0.317311
+    p = drift.p_value(
+        pd.Series(["a", "a", "b", "b"]), pd.Series(["a", "b", "b", "b"]), drift.CATEGORICAL, "chisquare"
+    )
+    assert p == pytest.approx(0.317311, abs=1e-6)
+
+
+def test_key_features_are_the_champions_most_important_non_calendar_features() -> None:
+    importance = {"total_events": 0.9, "events_30d": 0.5, "device": 0.5, "age": 0.1, "income": 0.05}
+    keys = choose_key_features((), importance, count=2, never=("total_events",))
+    # total_events leads but is a calendar feature; the tie is broken by name
+    assert keys.names == ("device", "events_30d")
+    assert keys.source == "champion"
+    assert list(keys.importance) == ["total_events", "device", "events_30d", "age", "income"]
+
+
+def test_named_key_features_win_and_none_without_a_champion() -> None:
+    named = choose_key_features(["age"], {"events_30d": 1.0}, count=3)
+    assert (named.names, named.source) == (("age",), "settings")
+    none = choose_key_features((), None, count=3)
+    assert (none.names, none.source) == ((), "none")
+    assert "counts equally" in none.rule
+
+
+def test_a_vector_key_feature_drifts_when_any_component_does() -> None:
+    verdicts = {"topic_vector[0]": False, "topic_vector[1]": True, "age": False}
+    assert key_feature_verdicts(["topic_vector", "age", "income"], verdicts) == {
+        "topic_vector": True,
+        "age": False,
+        "income": None,
+    }
 
 
 def test_short_vectors_split_into_named_components_and_long_ones_are_dropped() -> None:
@@ -175,4 +254,6 @@ def test_config_takes_thresholds_from_settings() -> None:
 
     config = MonitoringConfig.from_settings(Settings(drift_share_threshold=0.5))
     assert config.drift_share_threshold == 0.5
-    assert config.monitoring_numerical_method == "wasserstein"
+    assert config.monitoring_numerical_test == "ks"
+    assert config.monitoring_key_features == ()
+    assert config.monitoring_psi_floor == 0.1
