@@ -47,8 +47,8 @@ def test_collapsing_activity_and_souring_reviews_raise_churn_risk(
     last = training_set.rows_at(world.validation_cutoffs()[-1:])
     steady = last[
         (last["events_30d"] >= 8) & (last["activity_trend"] > -0.2) & (last["last_active_days"] < 7)
-    ].head(30)
-    assert len(steady) >= 10
+    ].head(100)
+    assert len(steady) >= 30
     soured = steady.apply(_collapse_and_sour, axis=1)
     with mlflow_session(trained_world):
         model = mlflow.pyfunc.load_model(f"models:/{REGISTERED_MODEL}@{CHAMPION_ALIAS}")
@@ -57,4 +57,6 @@ def test_collapsing_activity_and_souring_reviews_raise_churn_risk(
     after = model.predict(soured[names].reset_index(drop=True))["churn_probability"].to_numpy()
     higher = after > before
     assert higher.mean() >= 0.9, f"risk rose for {higher.sum()} of {len(higher)} users"
-    assert np.median(after / before) > 1.5
+    # A clear rise, not a number fitted to one world: the causal generator no longer lets reviews
+    # echo the future, so the souring review moves risk less than it did (1.3x to 1.75x by model).
+    assert np.median(after / before) > 1.25
