@@ -45,7 +45,12 @@ class MonitoringConfig:
     monitoring_importance_rows: int = 2_000
     """Reference rows the champion explains to rank its features (a random sample)."""
     monitoring_alert_on_output_drift: bool = True
-    """Alert when the champion's predicted churn probabilities drift (reference vs current)."""
+    """Alert when the champion's predicted churn probabilities drift (its held-out test period vs
+    current)."""
+    monitoring_alert_on_review_sentiment: bool = True
+    """Alert when the sentiment of the reviews written in the current window drifts from the
+    reference window's (the same test and floor as every column): review sentiment is a signal
+    the product watches in its own right, whatever the model makes of it."""
     monitoring_calendar_features: tuple[str, ...] = CALENDAR_FEATURES
     """Reported but never judged: left out of the headline, the share and the key features (a
     vector's name covers all its components)."""

@@ -34,6 +34,7 @@ from monitoring.key_features import base_feature, choose_key_features, key_featu
 from monitoring.windows import (
     FEATURE_HORIZON,
     Window,
+    held_out_window,
     latest_snapshot_time,
     load_prediction_log,
     load_reviews,
@@ -262,6 +263,9 @@ def compare_windows(
     output_alert = config.monitoring_alert_on_output_drift and PREDICTION not in key_drifted
     if output is not None and output.drifted and output_alert:
         alerts.append(f"predicted churn probability drifted ({_describe(output)})")
+    sentiment = by_column.get(text.SENTIMENT)
+    if sentiment is not None and sentiment.drifted and config.monitoring_alert_on_review_sentiment:
+        alerts.append(f"review sentiment drifted ({_describe(sentiment)})")
     if not has_predictions:
         notes.append(reference.prediction_note or current.prediction_note or "no predictions to compare")
 
@@ -371,6 +375,7 @@ def _rules(config: MonitoringConfig) -> dict[str, Any]:
         "key_features": list(config.monitoring_key_features),
         "key_feature_count": config.monitoring_key_feature_count,
         "alert_on_output_drift": config.monitoring_alert_on_output_drift,
+        "alert_on_review_sentiment": config.monitoring_alert_on_review_sentiment,
         "embedding": f"domain classifier ROC AUC > {config.monitoring_embedding_auc_threshold}",
         "active_only": config.monitoring_active_only,
         "recent_reviewers_only": config.monitoring_recent_reviewers_only,
@@ -468,9 +473,25 @@ def run_monitoring(
         model, note = load_champion(settings)
         importance = None
         if model is not None:
-            ref_data.predictions = pd.Series(score(model, ref_data.snapshots), dtype=float)
+            # The output's reference is the champion's scores on its held-out test period: the
+            # distribution it was accepted on. Its scores on the training window are in-sample
+            # (rows it was fitted on) and from earlier in the calendar, so they are not like with like.
+            held_out = held_out_window(world, latest)
+            if held_out is not None:
+                held = load_snapshots(
+                    settings.offline_store_dir,
+                    held_out,
+                    max_rows=config.monitoring_max_rows,
+                    seed=config.monitoring_seed,
+                    active_only=config.monitoring_active_only,
+                )
+            if held_out is not None and not held.empty:
+                ref_data.predictions = pd.Series(score(model, held), dtype=float)
+                ref_data.prediction_note = f"{note}, held-out test period ({held_out.describe()})"
+            else:
+                ref_data.predictions = pd.Series(score(model, ref_data.snapshots), dtype=float)
+                ref_data.prediction_note = f"{note}, reference window (no held-out test period before it)"
             cur_data.predictions = pd.Series(score(model, cur_data.snapshots), dtype=float)
-            ref_data.prediction_note = f"{note}, reference window"
             cur_data.prediction_note = f"{note}, current window"
             importance = feature_importance(
                 model,

@@ -278,3 +278,12 @@ def split_by_user(frame: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.Data
     first = set(rng.choice(users, size=len(users) // 2, replace=False).tolist())
     mask = frame["user_id"].isin(first)
     return frame[mask].reset_index(drop=True), frame[~mask].reset_index(drop=True)
+
+
+def held_out_window(world: WorldSpec, latest_as_of: datetime) -> Window | None:
+    """The snapshot at the world's test cutoff (the period the champion was scored on once, at the
+    end of training), or None when the world has none before ``latest_as_of``."""
+    test = world.test_cutoffs()
+    if not test or test[-1] >= latest_as_of:
+        return None
+    return Window("test period", test[-1] - timedelta(microseconds=1), test[-1], test[-1] - FEATURE_HORIZON)

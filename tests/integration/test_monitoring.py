@@ -148,6 +148,7 @@ def test_planted_device_mix_and_review_sentiment_drift_is_detected_and_named(dri
     assert columns["recent_sentiment"]["current_mean"] < columns["recent_sentiment"]["reference_mean"]
     reviews = summary["reviews"]
     assert reviews["embedding"]["drifted"]
+    assert any(a.startswith("review sentiment drifted") for a in summary["alerts"]), summary["alerts"]
     sentiment = {d["column"]: d for d in reviews["descriptors"]}["review_sentiment"]
     assert sentiment["drifted"]
     assert reviews["current_sentiment"]["mean"] < reviews["reference_sentiment"]["mean"] - 0.2

@@ -16,7 +16,7 @@ from monitoring.config import MonitoringConfig
 from monitoring.freshness import age_verdict
 from monitoring.job import feature_frame, is_calendar_feature
 from monitoring.key_features import choose_key_features, key_feature_verdicts
-from monitoring.windows import resolve_window, split_by_user
+from monitoring.windows import held_out_window, resolve_window, split_by_user
 
 WORLD = WorldSpec(users=10, seed=1, drift=True)
 LATEST = datetime(2025, 7, 7, tzinfo=UTC)
@@ -257,3 +257,11 @@ def test_config_takes_thresholds_from_settings() -> None:
     assert config.monitoring_numerical_test == "ks"
     assert config.monitoring_key_features == ()
     assert config.monitoring_psi_floor == 0.1
+
+
+def test_the_outputs_reference_is_the_snapshot_at_the_test_cutoff() -> None:
+    window = held_out_window(WORLD, LATEST)
+    assert window is not None
+    test = datetime(2025, 5, 26, tzinfo=UTC)  # the default calendar's last cutoff (day 140)
+    assert window.until == test and window.after == test - timedelta(microseconds=1)
+    assert held_out_window(WORLD, test) is None  # nothing after it to compare with
