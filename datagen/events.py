@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from churnfs.world import EVENT_TYPES, WorldSpec
-from datagen.population import DEVICES, Population, categorical_draw, days_to_us
+from datagen.population import DEVICES, ColumnBatch, Population, categorical_draw, days_to_us
 
 PAGE_VIEW, SEARCH, ADD_TO_CART, PURCHASE, WISHLIST, SUPPORT_CONTACT = range(6)
 PRICED_TYPES = (ADD_TO_CART, PURCHASE, WISHLIST)
@@ -66,7 +66,7 @@ REGULAR_SESSION_SCALE = 0.0394
 
 
 @dataclass
-class Events:
+class Events(ColumnBatch):
     """Events in time order, plus what the review writer and the dirty-row writer need."""
 
     user_index: np.ndarray  # int64 row in Population (user_id - 1)
@@ -85,14 +85,6 @@ class Events:
     @property
     def n(self) -> int:
         return len(self.day)
-
-    def take(self, index: np.ndarray) -> Events:
-        return Events(**{name: getattr(self, name)[index] for name in self.__dataclass_fields__})
-
-    @staticmethod
-    def concatenate(parts: list[Events]) -> Events:
-        names = Events.__dataclass_fields__
-        return Events(**{name: np.concatenate([getattr(p, name) for p in parts]) for name in names})
 
 
 def sample_day_events(

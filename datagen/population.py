@@ -11,6 +11,7 @@ world cut at an earlier end holds the same users, paths and churn times before t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Self
 
 import numpy as np
 import pandas as pd
@@ -289,6 +290,19 @@ def build_labels(pop: Population, spec: WorldSpec) -> tuple[pd.DataFrame, pd.Dat
         {"user_id": user_id, "event_timestamp": timestamps, "churn_probability": np.concatenate(prob)}
     )
     return target, oracle
+
+
+class ColumnBatch:
+    """A dataclass of equally long arrays (one row per element): row selection and concatenation."""
+
+    def take(self, index: np.ndarray) -> Self:
+        names = self.__dataclass_fields__  # type: ignore[attr-defined]
+        return type(self)(**{name: getattr(self, name)[index] for name in names})
+
+    @classmethod
+    def concatenate(cls, parts: list[Self]) -> Self:
+        names = cls.__dataclass_fields__  # type: ignore[attr-defined]
+        return cls(**{name: np.concatenate([getattr(p, name) for p in parts]) for name in names})
 
 
 def day_rng(seed: int, stream: int, day: int) -> np.random.Generator:

@@ -28,7 +28,7 @@ from datagen.phrases import (
     SENTENCES_PER_CELL,
     TONES,
 )
-from datagen.population import Population, days_to_us
+from datagen.population import ColumnBatch, Population, days_to_us
 
 WRITER_SHARE = 0.22  # users who ever review an event
 REVIEW_RATE_PER_EVENT = 0.021  # mean chance, over all users, that an event prompts a review
@@ -110,7 +110,7 @@ def review_rates(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 @dataclass
-class Reviews:
+class Reviews(ColumnBatch):
     """Reviews of one or more days, with their truth (primary aspect and tone)."""
 
     user_index: np.ndarray
@@ -122,14 +122,6 @@ class Reviews:
     total_votes: np.ndarray
     aspect: np.ndarray
     tone: np.ndarray
-
-    def take(self, index: np.ndarray) -> Reviews:
-        return Reviews(**{name: getattr(self, name)[index] for name in self.__dataclass_fields__})
-
-    @staticmethod
-    def concatenate(parts: list[Reviews]) -> Reviews:
-        names = Reviews.__dataclass_fields__
-        return Reviews(**{name: np.concatenate([getattr(p, name) for p in parts]) for name in names})
 
 
 def sample_day_reviews(

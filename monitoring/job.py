@@ -384,14 +384,18 @@ def _rules(config: MonitoringConfig) -> dict[str, Any]:
     }
 
 
-def _load_window(settings: Settings, window: Window, config: MonitoringConfig) -> WindowData:
-    snapshots = load_snapshots(
+def _load_snapshots(settings: Settings, window: Window, config: MonitoringConfig) -> pd.DataFrame:
+    return load_snapshots(
         settings.offline_store_dir,
         window,
         max_rows=config.monitoring_max_rows,
         seed=config.monitoring_seed,
         active_only=config.monitoring_active_only,
     )
+
+
+def _load_window(settings: Settings, window: Window, config: MonitoringConfig) -> WindowData:
+    snapshots = _load_snapshots(settings, window, config)
     reviews = load_reviews(
         settings.raw_dir, window, max_rows=config.monitoring_max_reviews, seed=config.monitoring_seed
     )
@@ -477,15 +481,8 @@ def run_monitoring(
             # distribution it was accepted on. Its scores on the training window are in-sample
             # (rows it was fitted on) and from earlier in the calendar, so they are not like with like.
             held_out = held_out_window(world, latest)
-            if held_out is not None:
-                held = load_snapshots(
-                    settings.offline_store_dir,
-                    held_out,
-                    max_rows=config.monitoring_max_rows,
-                    seed=config.monitoring_seed,
-                    active_only=config.monitoring_active_only,
-                )
-            if held_out is not None and not held.empty:
+            held = _load_snapshots(settings, held_out, config) if held_out is not None else None
+            if held_out is not None and held is not None and not held.empty:
                 ref_data.predictions = pd.Series(score(model, held), dtype=float)
                 ref_data.prediction_note = f"{note}, held-out test period ({held_out.describe()})"
             else:

@@ -76,6 +76,17 @@ def _read_data_source(data_source: DataSource, repo_path: str) -> Table:
     return feast_duckdb._read_data_source(data_source, repo_path)
 
 
+def _reader_and_staging(config: RepoConfig) -> dict[str, Any]:
+    """What each of Feast's ibis retrieval functions takes besides the query: our reader (the file
+    with its parts), Feast's DuckDB writer and the configured staging location."""
+    return {
+        "data_source_reader": _read_data_source,
+        "data_source_writer": feast_duckdb._write_data_source,
+        "staging_location": config.offline_store.staging_location,
+        "staging_location_endpoint_override": config.offline_store.staging_location_endpoint_override,
+    }
+
+
 class PartsDuckDBOfflineStoreConfig(DuckDBOfflineStoreConfig):
     """Options of the store (feature_store.yaml, ``offline_store:``): Feast's DuckDB options."""
 
@@ -108,10 +119,7 @@ class PartsDuckDBOfflineStore(DuckDBOfflineStore):
             created_timestamp_column=created_timestamp_column,
             start_date=start_date,
             end_date=end_date,
-            data_source_reader=_read_data_source,
-            data_source_writer=feast_duckdb._write_data_source,
-            staging_location=config.offline_store.staging_location,
-            staging_location_endpoint_override=config.offline_store.staging_location_endpoint_override,
+            **_reader_and_staging(config),
         )
 
     @staticmethod
@@ -133,10 +141,7 @@ class PartsDuckDBOfflineStore(DuckDBOfflineStore):
             registry=registry,
             project=project,
             full_feature_names=full_feature_names,
-            data_source_reader=_read_data_source,
-            data_source_writer=feast_duckdb._write_data_source,
-            staging_location=config.offline_store.staging_location,
-            staging_location_endpoint_override=config.offline_store.staging_location_endpoint_override,
+            **_reader_and_staging(config),
             filter_by_created_timestamp=filter_by_created_timestamp,
         )
 
@@ -160,10 +165,7 @@ class PartsDuckDBOfflineStore(DuckDBOfflineStore):
             created_timestamp_column=created_timestamp_column,
             start_date=start_date,
             end_date=end_date,
-            data_source_reader=_read_data_source,
-            data_source_writer=feast_duckdb._write_data_source,
-            staging_location=config.offline_store.staging_location,
-            staging_location_endpoint_override=config.offline_store.staging_location_endpoint_override,
+            **_reader_and_staging(config),
         )
 
     @staticmethod

@@ -15,7 +15,8 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -134,20 +135,8 @@ def test_feast_materialize_then_incremental_then_serve_equals_the_api(cli_world:
     assert report.as_of == spec.end and report.users >= 100
     assert report.ok, report.mismatches[:3]
 
-    port = free_port()
-    server = subprocess.Popen(
-        [FEAST, "serve", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=PROJECT_ROOT,
-        env=cli_world.env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with _feast_server("serve", cli_world.env) as (port, server):
         served = _get_online_features(port, server)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
     app = create_app(cli_world.settings, configure_logs=False)
     with TestClient(app, raise_server_exceptions=False) as client:
@@ -165,20 +154,44 @@ def test_feast_materialize_then_incremental_then_serve_equals_the_api(cli_world:
             assert compared >= 30
 
 
-def _get_online_features(port: int, server: subprocess.Popen[str]) -> dict[str, list[Any]]:
-    """Poll ``feast serve`` until it answers, then read the service's features for USERS."""
-    body = {"feature_service": SERVICE, "entities": {"user_id": list(USERS)}}
+@contextmanager
+def _feast_server(command: str, env: dict[str, str]) -> Iterator[tuple[int, subprocess.Popen[str]]]:
+    """``feast serve`` or ``feast ui`` on a free loopback port, stopped on exit."""
+    port = free_port()
+    server = subprocess.Popen(
+        [FEAST, command, "--host", "127.0.0.1", "--port", str(port)],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield port, server
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _first_answer(server: subprocess.Popen[str], call: Callable[[], httpx.Response]) -> httpx.Response:
+    """Retry ``call`` until the server answers (it starts slowly here), at most 120 s."""
     deadline = time.monotonic() + 120
     while True:
         if server.poll() is not None:
-            pytest.fail(f"feast serve exited: {server.stderr.read()[-2000:] if server.stderr else ''}")
+            pytest.fail(f"feast exited: {server.stderr.read()[-2000:] if server.stderr else ''}")
         try:
-            response = httpx.post(f"http://127.0.0.1:{port}/get-online-features", json=body, timeout=10)
-            break
+            return call()
         except httpx.TransportError:
             if time.monotonic() > deadline:
-                pytest.fail("feast serve did not answer within 120 s")
+                pytest.fail("feast did not answer within 120 s")
             time.sleep(0.5)
+
+
+def _get_online_features(port: int, server: subprocess.Popen[str]) -> dict[str, list[Any]]:
+    """Poll ``feast serve`` until it answers, then read the service's features for USERS."""
+    body = {"feature_service": SERVICE, "entities": {"user_id": list(USERS)}}
+    url = f"http://127.0.0.1:{port}/get-online-features"
+    response = _first_answer(server, lambda: httpx.post(url, json=body, timeout=10))
     assert response.status_code == 200, response.text
     payload = response.json()
     names = payload["metadata"]["feature_names"]
@@ -199,28 +212,9 @@ def _assert_same(ours: Any, theirs: Any, what: str) -> None:
 
 
 def test_feast_ui_serves_the_registry(cli_world: CliWorld) -> None:
-    port = free_port()
-    server = subprocess.Popen(
-        [FEAST, "ui", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=PROJECT_ROOT,
-        env=cli_world.env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with _feast_server("ui", cli_world.env) as (port, server):
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"feast ui exited: {server.stderr.read()[-2000:] if server.stderr else ''}")
-            try:
-                projects = httpx.get(f"{base}/projects-list.json", timeout=10)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    pytest.fail("feast ui did not answer within 120 s")
-                time.sleep(0.5)
+        projects = _first_answer(server, lambda: httpx.get(f"{base}/projects-list.json", timeout=10))
         assert projects.status_code == 200
         assert "churnfs" in {p["id"] for p in projects.json()["projects"]}
         views = httpx.get(f"{base}/api/v1/feature_views", params={"project": "churnfs"}, timeout=30)
@@ -230,9 +224,6 @@ def test_feast_ui_serves_the_registry(cli_world: CliWorld) -> None:
         assert SERVICE in {_name(s) for s in services.json()["featureServices"]}
         page = httpx.get(f"{base}/", timeout=30)
         assert page.status_code == 200 and "<html" in page.text.lower()
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def _name(obj: dict[str, Any]) -> str:
