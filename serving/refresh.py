@@ -221,7 +221,9 @@ def refresh_user(state: ServingState, user_id: int) -> dict[str, Any]:
     try:
         if state.online is not None and not state.online.is_up and not state.online.check()[0]:
             raise OnlineStoreUnavailableError(state.online.last_error)
-        writer = online_writer(state.settings)
+        if state.refresh_writer is None:  # one Feast store for every refresh, not one each
+            state.refresh_writer = online_writer(state.settings)
+        writer = state.refresh_writer
         for view, (frame, _) in rows.items():
             writer.push(push_source[view], frame, to=PushMode.ONLINE)
     except OnlineStoreUnavailableError as exc:

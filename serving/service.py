@@ -63,6 +63,7 @@ class ServingState:
         self.online: OnlineFeatures | None = None
         self.offline: OfflineSnapshots | None = None
         self.lookup: FeatureLookup | None = None
+        self.refresh_writer: Any = None  # serving.refresh.online_writer, made at the first refresh
         self.model: ChampionModel | None = None
         self.problems: dict[str, str] = {}
         self.last_refresh: datetime | None = None
