@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from training.evaluation import classification_metrics
-from training.tracking import CHALLENGER_ALIAS, CHAMPION_ALIAS, REGISTERED_MODEL
+from training.tracking import CHALLENGER_ALIAS, CHAMPION_ALIAS, REGISTERED_MODEL, champion_version
 
 logger = logging.getLogger(__name__)
 
@@ -126,11 +126,9 @@ def score_champion(
 ) -> IncumbentScore | None:
     """The current ``@champion``'s metrics on the test rows (None when there is no champion)."""
     import mlflow
-    from mlflow.exceptions import MlflowException
 
-    try:
-        version = client.get_model_version_by_alias(name, CHAMPION_ALIAS)
-    except MlflowException:
+    version = champion_version(client, name, CHAMPION_ALIAS)
+    if version is None:
         return None
     number = str(version.version)
     params = client.get_run(version.run_id).data.params if version.run_id else {}

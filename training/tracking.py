@@ -177,14 +177,20 @@ class Registration:
     """The champion when the new version was registered."""
 
 
-def current_champion(client: Any, name: str = REGISTERED_MODEL, alias: str = CHAMPION_ALIAS) -> str | None:
-    """The version the alias points at now, or None."""
+def champion_version(client: Any, name: str = REGISTERED_MODEL, alias: str = CHAMPION_ALIAS) -> Any | None:
+    """The model version (MLflow's ``ModelVersion``) the alias points at now, or None."""
     from mlflow.exceptions import MlflowException
 
     try:
-        return str(client.get_model_version_by_alias(name, alias).version)
+        return client.get_model_version_by_alias(name, alias)
     except MlflowException:
         return None
+
+
+def current_champion(client: Any, name: str = REGISTERED_MODEL, alias: str = CHAMPION_ALIAS) -> str | None:
+    """The version number the alias points at now, or None."""
+    version = champion_version(client, name, alias)
+    return None if version is None else str(version.version)
 
 
 def register_version(
