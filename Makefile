@@ -27,7 +27,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]' --config-settings editable_mode=compat
+	$(BIN)/pip install --quiet -e '.[dev,spark]' --config-settings editable_mode=compat
 	touch $@
 
 setup: $(VENV)/.installed ## Create .venv and install everything (idempotent)
@@ -47,8 +47,8 @@ format: setup ## Apply ruff's fixes and formatting
 data: setup ## Generate the raw world into DATA_DIR/raw (USERS, SEED, END=YYYY-MM-DD its last day)
 	$(BIN)/churnfs generate --users $(USERS) --seed $(SEED) $(if $(END),--end $(END))
 
-features: setup ## Build the offline store (profile, activity, review, labels) from DATA_DIR/raw
-	$(BIN)/churnfs features
+features: setup ## Build the offline store (profile, activity, review, labels) from DATA_DIR/raw (ENGINE=duckdb|spark)
+	$(BIN)/churnfs features $(if $(ENGINE),--engine $(ENGINE))
 
 apply: setup ## Register the Feast repository in DATA_DIR/registry.db (feast apply)
 	$(BIN)/feast apply

@@ -94,12 +94,25 @@ def generate(
 @app.command()
 @_clean_errors
 def features(
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            "--engine",
+            envvar="FEATURE_ENGINE",
+            help="duckdb (this process, the default) or spark (buckets of users on SPARK_MASTER).",
+        ),
+    ] = None,
+    groups: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated: profile,activity,review,labels (default all)."),
+    ] = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """Build the offline store (profile, activity, review and label groups) from the raw world."""
     from transformations.job import build_features
 
-    summary = build_features(_settings(data_dir))
+    selected = [g.strip() for g in groups.split(",") if g.strip()] if groups else None
+    summary = build_features(_settings(data_dir), groups=selected, engine=engine)
     print_summary("offline store", summary)
 
 

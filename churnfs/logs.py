@@ -32,6 +32,7 @@ QUIET_LOGGERS: dict[str, int] = {
     "numba": logging.WARNING,
     "matplotlib": logging.WARNING,
     "alembic": logging.WARNING,
+    "py4j": logging.WARNING,  # "Closing down clientserver connection", per Spark session
 }
 """Third-party loggers and the level below which their records are dropped (unless DEBUG)."""
 

@@ -27,7 +27,13 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path("data"), description="Root of one world's data.")
     redis_connection_string: str = Field(
         default="127.0.0.1:6379",
-        description="Feast's Redis convention: host:port[,db=N][,password=...][,ssl=true].",
+        description="Feast's Redis convention: host:port[,db=N][,password=...][,ssl=true]; for a "
+        "cluster every node's host:port (REDIS_TYPE=redis_cluster).",
+    )
+    redis_type: Literal["redis", "redis_cluster"] = Field(
+        default="redis",
+        description="Feast's redis_type: 'redis' (one server) or 'redis_cluster' (a Redis Cluster named "
+        "by REDIS_CONNECTION_STRING; no db=N there).",
     )
     mlflow_tracking_uri: str | None = Field(
         default=None, description="Defaults to an embedded SQLite store under DATA_DIR."
@@ -43,6 +49,29 @@ class Settings(BaseSettings):
         default="world",
         description="The as-of time of a single-user refresh: 'world' (a generated world's end) or "
         "'wall' (now, for live data); either way never past the newest raw data (docs/serving.md).",
+    )
+
+    # Engines (docs/spark.md)
+    feature_engine: Literal["duckdb", "spark"] = Field(
+        default="duckdb",
+        description="Where `churnfs features` runs the feature functions: 'duckdb' (this process) or "
+        "'spark' (partitions of users on SPARK_MASTER; needs the spark extra and Java 17).",
+    )
+    offline_store: Literal["duckdb", "spark"] = Field(
+        default="duckdb",
+        description="Feast's offline store for historical retrieval and materialization: 'duckdb' "
+        "(the repository's parquet files) or 'spark' (Feast's Spark store over the same files).",
+    )
+    spark_master: str = Field(default="local[*]", description="local[N] or spark://host:port.")
+    spark_conf: dict[str, str] = Field(
+        default={},
+        description='Extra Spark settings as JSON, e.g. SPARK_CONF=\'{"spark.executor.memory": "4g"}\'.',
+    )
+    spark_conf_file: Path | None = Field(
+        default=None, description="A spark-defaults.conf style file ('key value' lines), read first."
+    )
+    spark_buckets: int = Field(
+        default=0, ge=0, description="User buckets (Spark groups) of the feature job; 0: 4 per core."
     )
 
     # NLP

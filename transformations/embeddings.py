@@ -499,6 +499,13 @@ def _read_cache(folder: Path, hashes: np.ndarray | None) -> pa.Table:
     return pa.concat_tables(tables)
 
 
+def compact_cache(settings: Settings) -> None:
+    """Merge the embedding cache's part files of the encoder ``settings`` name, when there are
+    many (after parallel writers that did not compact)."""
+    backend = effective_backend(settings.embedding_backend, resolve_device(settings.embedding_device))
+    _compact(settings.artifacts_dir / "embeddings" / f"{model_slug(settings.embedding_model)}__{backend}")
+
+
 def _compact(folder: Path) -> None:
     """Merge the part files into one when there are many (one per run adds up)."""
     parts = sorted(folder.glob("part-*.parquet"))
@@ -521,11 +528,17 @@ class ReviewVectors:
 
 
 def review_vectors(
-    reviews: pd.DataFrame, settings: Settings, encoder: Encoder | None = None, show_progress: bool = True
+    reviews: pd.DataFrame,
+    settings: Settings,
+    encoder: Encoder | None = None,
+    show_progress: bool = True,
+    compact: bool = True,
 ) -> ReviewVectors:
     """Embedding and sentiment of every review (``review_id``, ``review_text``), from the cache
     where the text's hash is there, else computed (each distinct text once, shortest first to cut
-    padding) and appended to the cache."""
+    padding) and appended to the cache. ``compact``: merge the cache's parts when there are many;
+    processes that append to one cache at the same time pass False, and one ``compact_cache``
+    call follows them."""
     encoder = encoder or load_encoder(settings)
     texts = reviews["review_text"].astype(str).to_numpy(dtype=object)
     hashes = text_hashes(list(texts), encoder.model_name, encoder.backend)
@@ -564,7 +577,7 @@ def review_vectors(
 
     _encode_with_progress(encoder, new_texts, show_progress, embedded)
     flush()
-    if len(new_texts):
+    if len(new_texts) and compact:
         _compact(folder)
 
     embeddings = np.empty((len(texts), dim), dtype=np.float32)

@@ -1,97 +1,57 @@
 """The batch feature job: raw world -> quarantine + offline store (``churnfs features``).
 
-Reads ``DATA_DIR/raw/``, validates it at the edge, writes unusable rows to
-``DATA_DIR/quarantine/<table>.parquet`` (with a ``reason``), runs the pure group functions on
-the as-of calendar and writes one parquet file per group to ``DATA_DIR/offline_store/``,
-atomically, every row stamped with the same ``created_timestamp`` (the job's start).
+An engine (``transformations.engines``: DuckDB in this process, or Spark) reads
+``DATA_DIR/raw/``, validates it at the edge and runs the pure group functions on the as-of
+calendar; this job writes what it returns: unusable rows to
+``DATA_DIR/quarantine/<table>.parquet`` (with a ``reason``) and one parquet file per feature view
+to ``DATA_DIR/offline_store/``, every row stamped with the same ``created_timestamp`` (the job's
+start). All files are swapped in together at the end.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from churnfs.errors import InvalidInputError, MissingDataError
 from churnfs.io import atomic_path, write_parquet_atomic
 from churnfs.settings import Settings
 from churnfs.store.parts import drop_parts
 from churnfs.world import load_world_spec
-from transformations.activity import build_activity_features
-from transformations.labels import build_churn_labels
-from transformations.profile import UTC_US, build_profile_features, timestamps_us
-from transformations.validation import (
-    RAW_SCHEMAS,
-    Split,
-    check_schema,
-    conform,
-    connect,
-    count_reasons,
-    quarantine_events,
-    quarantine_reviews,
-    quarantine_targets,
-    quarantine_users,
+from transformations.engines import get_engine
+from transformations.engines.base import JobContext
+from transformations.groups import (  # re-exported: the job's public names
+    GROUP_VIEWS,
+    GROUPS,
+    raw_table_path,
+    read_raw_table,
+    select_groups,
 )
+from transformations.profile import UTC_US, timestamps_us
+from transformations.validation import count_reasons
+
+__all__ = [
+    "GROUPS",
+    "GROUP_VIEWS",
+    "build_features",
+    "raw_table_path",
+    "read_raw_table",
+    "select_groups",
+    "with_created_timestamp",
+    "write_offline_group",
+]
 
 logger = logging.getLogger(__name__)
-
-GROUPS: tuple[str, ...] = ("profile", "activity", "review", "labels")
-GROUP_VIEWS: dict[str, tuple[str, ...]] = {
-    "profile": ("user_profile_features",),
-    "activity": ("user_activity_features",),
-    "review": ("user_review_features", "user_review_embeddings"),
-    "labels": ("churn_labels",),
-}
-"""Group name -> the offline store files it writes (stems, also the Feast feature view names)."""
-
-
-def select_groups(groups: Sequence[str] | None, allowed: Sequence[str] = GROUPS) -> list[str]:
-    """The requested groups in canonical order; an unknown name is the user's error."""
-    if groups is None:
-        return list(allowed)
-    unknown = sorted(set(groups) - set(allowed))
-    if unknown:
-        raise InvalidInputError(
-            f"unknown feature group(s) {', '.join(unknown)}; choose from {', '.join(allowed)}"
-        )
-    return [g for g in allowed if g in groups]
-
-
-def raw_table_path(settings: Settings, table: str) -> Path:
-    return settings.raw_dir / f"{table}.parquet"
-
-
-def read_raw_table(settings: Settings, table: str, user_id: int | None = None) -> pa.Table:
-    """Read one raw table (its contract columns, canonical types) after checking its schema.
-
-    With ``user_id``, DuckDB reads only that user's rows (the filter is pushed into the parquet
-    scan, so row groups whose statistics exclude the user are skipped).
-    """
-    path = raw_table_path(settings, table)
-    if not path.exists():
-        raise MissingDataError(f"raw table {table} not found at {path}: run `make data` first")
-    check_schema(table, pq.read_schema(path))
-    columns = list(RAW_SCHEMAS[table])
-    if user_id is None:
-        data = pq.read_table(path, columns=columns)
-    else:
-        with connect() as con:
-            column_list = ", ".join(f'"{c}"' for c in columns)
-            data = con.sql(
-                f"SELECT {column_list} FROM read_parquet($path) WHERE user_id = $user_id",
-                params={"path": str(path), "user_id": int(user_id)},
-            ).to_arrow_table()
-    return conform(table, data)
 
 
 def with_created_timestamp(table: pa.Table, created: datetime) -> pa.Table:
@@ -104,39 +64,6 @@ def with_created_timestamp(table: pa.Table, created: datetime) -> pa.Table:
         table.column("event_timestamp").cast(UTC_US),
     )
     return table.add_column(table.schema.get_field_index("event_timestamp") + 1, "created_timestamp", column)
-
-
-def users_frame(users: pa.Table) -> pd.DataFrame:
-    """``user_id`` and ``signup_date`` as pandas (the review group's input)."""
-    return users.select(["user_id", "signup_date"]).to_pandas()
-
-
-def review_group_features(
-    reviews: pa.Table,
-    users: pa.Table,
-    as_of_times: Sequence[datetime],
-    settings: Settings,
-    show_progress: bool,
-) -> dict[str, pa.Table]:
-    """Run the NLP group (``transformations.reviews``) on clean reviews: the snapshot table and
-    the event-sourced embedding table, as Arrow, keyed by feature view name."""
-    from transformations.reviews import build_review_features  # loads the model: only when needed
-
-    tables = build_review_features(
-        reviews.to_pandas(), users_frame(users), as_of_times, settings, show_progress=show_progress
-    )
-    views = GROUP_VIEWS["review"]
-    return {views[0]: _arrow(tables.snapshots), views[1]: _arrow(tables.embeddings)}
-
-
-def _arrow(frame: pd.DataFrame) -> pa.Table:
-    # drop pandas' schema metadata: its ArrowDtype names make list columns unreadable by to_pandas
-    table = pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
-    return table.set_column(
-        table.schema.get_field_index("event_timestamp"),
-        "event_timestamp",
-        table.column("event_timestamp").cast(UTC_US),
-    )
 
 
 def write_offline_group(table: pa.Table, path: Path) -> None:
@@ -214,80 +141,90 @@ def _progress(show_progress: bool, total: int) -> Iterator[_Steps]:
 
 
 def build_features(
-    settings: Settings, groups: Sequence[str] | None = None, show_progress: bool = True
+    settings: Settings,
+    groups: Sequence[str] | None = None,
+    show_progress: bool = True,
+    engine: str | None = None,
 ) -> dict[str, object]:
     """Build the offline store from the raw world.
+
+    Every output is written to a staging folder first and moved into place only when all groups
+    succeeded, so a failed run (a bad table, a lost Spark executor, an interrupt) leaves the
+    previous offline store and quarantine as they were.
 
     Args:
         settings: where the raw world is and where the outputs go.
         groups: any of ``profile``, ``activity``, ``review``, ``labels`` (default: all; the
             review group writes two files, ``GROUP_VIEWS["review"]``).
         show_progress: show a progress bar over the steps.
+        engine: ``duckdb`` or ``spark`` (default: ``settings.feature_engine``).
 
     Returns:
-        A summary: as-of times, rows per group, quarantined rows per table and reason, seconds.
+        A summary: engine, as-of times, rows per view, quarantined rows per table and reason, seconds.
     """
     started = time.perf_counter()
     created = datetime.now(UTC)
     selected = select_groups(groups)
+    feature_engine = get_engine(engine or settings.feature_engine, settings)
     spec = load_world_spec(settings.raw_dir)
     as_of_times = spec.as_of_calendar(settings.snapshot_frequency_days)
     summary: dict[str, object] = {
+        "engine": feature_engine.name,
         "as-of times": len(as_of_times),
         "as-of range": f"{as_of_times[0]:%Y-%m-%d} .. {as_of_times[-1]:%Y-%m-%d}",
     }
-    quarantine: dict[str, Split] = {}
-
-    def write_group(group: str, table: pa.Table) -> None:
-        (name,) = GROUP_VIEWS[group]
-        write_view(name, table)
-
-    def write_view(name: str, table: pa.Table) -> None:
-        path = settings.offline_store_dir / f"{name}.parquet"
-        write_offline_group(with_created_timestamp(table, created), path)
-        summary[f"rows {name}"] = table.num_rows
-        dropped = drop_parts(path)
-        if dropped:
-            logger.info("%s: %d refreshed parts superseded by the rebuild, removed", name, dropped)
-
-    def validated(table: str, split: Callable[[pa.Table], Split]) -> pa.Table:
-        quarantine[table] = split(read_raw_table(settings, table))
-        return quarantine[table].clean
-
-    step_count = 2 + len(selected) + sum(g in selected for g in ("activity", "review", "labels"))
-    with _progress(show_progress, step_count) as steps:
-        with steps.step("users: read and validate"):
-            users = validated("user_table", quarantine_users)
-        if "profile" in selected:
-            with steps.step("profile features"):
-                write_group("profile", build_profile_features(users, as_of_times))
-        if "activity" in selected:
-            with steps.step("events: read, validate, parse"):
-                events = validated("event_logs", lambda t: quarantine_events(t, users, spec.start, spec.end))
-            with steps.step("activity features"):
-                write_group("activity", build_activity_features(events, users, as_of_times))
-            del events
-        if "labels" in selected:
-            with steps.step("targets: read and validate"):
-                targets = validated("target_table", lambda t: quarantine_targets(t, users))
-            with steps.step("churn labels"):
-                write_group("labels", build_churn_labels(targets))
-        if "review" in selected:
-            with steps.step("reviews: read and validate"):
-                reviews = validated(
-                    "review_table", lambda t: quarantine_reviews(t, users, spec.start, spec.end)
-                )
-            with steps.step("review features"), steps.paused():
-                tables = review_group_features(reviews, users, as_of_times, settings, show_progress)
-                for name, table in tables.items():
-                    write_view(name, table)
-                del tables
-        with steps.step("quarantine: write"):
-            for table_name, split in quarantine.items():
-                write_parquet_atomic(split.quarantined, settings.quarantine_dir / f"{table_name}.parquet")
-                summary[f"quarantined {table_name}"] = split.quarantined.num_rows
-                for reason, count in count_reasons(split.quarantined).items():
-                    summary[f"quarantined {table_name} / {reason}"] = count
+    context = JobContext(
+        settings=settings, spec=spec, as_of_times=tuple(as_of_times), show_progress=show_progress
+    )
+    with (
+        _progress(show_progress, feature_engine.step_count(selected)) as steps,
+        _staging(settings) as staged,
+    ):
+        for output in feature_engine.outputs(selected, context, steps):
+            if output.kind == "view":
+                target = settings.offline_store_dir / f"{output.name}.parquet"
+                staged[target] = _staged_file(target)
+                write_offline_group(with_created_timestamp(output.table, created), staged[target])
+                summary[f"rows {output.name}"] = output.table.num_rows
+            else:
+                target = settings.quarantine_dir / f"{output.name}.parquet"
+                staged[target] = _staged_file(target)
+                write_parquet_atomic(output.table, staged[target])
+                summary[f"quarantined {output.name}"] = output.table.num_rows
+                for reason, count in count_reasons(output.table).items():
+                    summary[f"quarantined {output.name} / {reason}"] = count
+        with steps.step("offline store and quarantine: swap in"):
+            for target, staged_path in staged.items():
+                os.replace(staged_path, target)
+                if target.parent == settings.offline_store_dir:
+                    dropped = drop_parts(target)
+                    if dropped:
+                        logger.info(
+                            "%s: %d refreshed parts superseded by the rebuild, removed", target.stem, dropped
+                        )
     summary["seconds"] = round(time.perf_counter() - started, 2)
-    logger.info("offline store written to %s in %.1f s", settings.offline_store_dir, summary["seconds"])
+    logger.info(
+        "offline store written to %s in %.1f s (%s engine)",
+        settings.offline_store_dir,
+        summary["seconds"],
+        feature_engine.name,
+    )
     return summary
+
+
+def _staged_file(target: Path) -> Path:
+    """Where ``target``'s new version is written until the swap: a hidden file beside it (same
+    filesystem, so the swap is a rename)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return target.parent / f".{target.name}.staged"
+
+
+@contextmanager
+def _staging(settings: Settings) -> Iterator[dict[Path, Path]]:
+    """Target -> staged file of this run; staged files left by a failure are removed."""
+    staged: dict[Path, Path] = {}
+    try:
+        yield staged
+    finally:
+        for staged_path in staged.values():
+            staged_path.unlink(missing_ok=True)

@@ -20,14 +20,14 @@ from churnfs.errors import InvalidInputError, MissingDataError
 from churnfs.settings import Settings
 from churnfs.world import load_world_spec
 from transformations.activity import build_activity_features
-from transformations.job import (
+from transformations.groups import (
     GROUP_VIEWS,
     raw_table_path,
     read_raw_table,
     review_group_features,
     select_groups,
-    with_created_timestamp,
 )
+from transformations.job import with_created_timestamp
 from transformations.profile import build_profile_features
 from transformations.validation import (
     Split,

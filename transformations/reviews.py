@@ -109,6 +109,7 @@ def build_review_features(
     show_progress: bool = True,
     encoder: Encoder | None = None,
     fit_topics: bool | None = None,
+    compact_cache: bool = True,
 ) -> ReviewFeatureTables:
     """Review features for every (user signed up before the as-of time, as-of time), and the
     event-sourced mean embeddings.
@@ -122,6 +123,8 @@ def build_review_features(
         encoder: an already loaded encoder (default: the one ``settings`` names, loaded once).
         fit_topics: may a missing topic model be fitted here? Default: only when building for
             more than one user, so a single-user refresh never fits topics on one user's reviews.
+        compact_cache: merge the embedding cache's part files when there are many (False while
+            other processes, e.g. Spark workers, append to the same cache).
 
     Returns:
         The snapshots and the embedding rows (``ReviewFeatureTables``), ``event_timestamp`` being
@@ -154,7 +157,7 @@ def build_review_features(
     review_ts, review_pos = review_ts[order], review_pos[order]
 
     encoder = encoder or load_encoder(settings)
-    vectors = review_vectors(frame, settings, encoder, show_progress=show_progress)
+    vectors = review_vectors(frame, settings, encoder, show_progress=show_progress, compact=compact_cache)
     spec = load_world_spec(settings.raw_dir)
     topic_model = ensure_topic_model(
         settings,

@@ -64,7 +64,11 @@ class TopicModel:
         """Topic distribution of each (normalised) embedding: float32 (n, K), rows sum to 1."""
         if len(embeddings) == 0:
             return np.zeros((0, self.k), dtype=np.float32)
-        logits = TOPIC_SHARPNESS * (np.asarray(embeddings, dtype=np.float32) @ self.centroids.T)
+        # float64: a float32 product's rounding depends on how many rows go through it at once,
+        # and the sharpness amplifies it (up to 2e-6 between all users at once and a bucket)
+        logits = TOPIC_SHARPNESS * (
+            np.asarray(embeddings, dtype=np.float64) @ self.centroids.T.astype(np.float64)
+        )
         logits -= logits.max(axis=1, keepdims=True)
         weights = np.exp(logits)
         weights /= weights.sum(axis=1, keepdims=True)

@@ -225,9 +225,8 @@ def quarantine_events(events: pa.Table, users: pa.Table, start: datetime, end: d
     event_users = np.asarray(pc.fill_null(events.column("user_id"), 0).to_numpy(), dtype=np.int64)
     position = user_positions(user_ids, event_users)
     signup_us = timestamps_us(users.column("signup_date"))
-    signup = pa.array(
-        np.where(position >= 0, signup_us[np.maximum(position, 0)], 0), mask=position < 0, type=pa.int64()
-    ).cast(UTC_US)
+    known = signup_us[np.maximum(position, 0)] if signup_us.size else np.zeros(position.size, np.int64)
+    signup = pa.array(np.where(position >= 0, known, 0), mask=position < 0, type=pa.int64()).cast(UTC_US)
     types = ", ".join(f"'{t}'" for t in EVENT_TYPES)
     with connect() as con:
         con.register("src", events.append_column("signup_date", signup))

@@ -102,6 +102,18 @@ def test_each_unusable_event_is_quarantined_with_its_reason(users):
     assert split.quarantined.column("metadata")[6].as_py() == '{"category": "books", "dev'
 
 
+def test_events_of_a_partition_without_users_are_all_quarantined(users):
+    # a Spark bucket may hold events (of unknown or null users) and no user at all
+    rows = CLEAN_EVENTS + [row for row, _ in DIRTY_EVENTS.values()]
+    split = quarantine_events(conformed_events(rows), users.slice(0, 0), START, END)
+    assert split.clean.num_rows == 0
+    reasons = split.quarantined.column("reason").to_pylist()
+    assert len(reasons) == len(rows)
+    null_ids = sum(row[1] is None for row in rows)
+    assert reasons.count("null_user_id") == null_ids
+    assert reasons.count("unknown_user_id") == len(rows) - null_ids
+
+
 def test_count_reasons_counts_per_reason(users):
     rows = CLEAN_EVENTS + [row for row, _ in DIRTY_EVENTS.values()]
     split = quarantine_events(conformed_events(rows), users, START, END)

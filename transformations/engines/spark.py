@@ -1,0 +1,305 @@
+"""The Spark engine: buckets of users on a Spark cluster, the same functions in every bucket.
+
+Every feature is computed per user, so users are split into buckets (``user_id mod B``) and each
+raw table is grouped by bucket; one Python task per bucket (``groupBy(bucket).applyInArrow``, or
+``cogroup`` with the users for events, reviews and targets) validates the bucket's rows and runs
+the group's pure function on them (``transformations.groups``). The DuckDB engine is the
+one-bucket case, so both compute the same rows.
+
+- Row order: a raw row's position in its file (``_metadata.row_index``) travels with it, so a
+  bucket sees its rows in file order ("first row wins" for a repeated user id) and quarantined
+  rows come back in file order.
+- Results: each bucket returns its outputs as Arrow IPC streams (exact types: list<float32>
+  embeddings, UTC timestamps), collected on the driver and written by the job's writer as the
+  offline store's files, like the DuckDB engine's.
+- Reviews: the encoder is loaded once per Python worker (Spark reuses its workers) and the
+  embedding cache is honoured (a cached text is never embedded again). When no topic model exists
+  yet, a first pass embeds the reviews and returns the training period's vectors; the driver fits
+  the model on them, in the DuckDB engine's order, before the buckets transform with it.
+- Workers read ``DATA_DIR`` (the raw tables, the cache and the topic model), so on a cluster of
+  several machines it must be shared storage (NFS, or a mounted bucket).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from churnfs.errors import MissingDataError
+from churnfs.settings import Settings
+from churnfs.spark import spark_session
+from transformations.engines.base import FeatureEngine, JobContext, Output, Steps
+from transformations.groups import (
+    GROUP_INPUT,
+    RUN_ORDER,
+    STEP_NAMES,
+    group_views,
+    raw_table_path,
+    validate,
+)
+from transformations.validation import RAW_SCHEMAS, check_schema, conform
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+logger = logging.getLogger(__name__)
+
+POSITION = "__position"
+"""A raw row's index in its file."""
+BUCKET = "__bucket"
+PAYLOAD_SCHEMA = "name string, payload binary"
+"""What a bucket's task returns: one row per output, the output's rows as an Arrow IPC stream."""
+USERS_PER_BUCKET = 25_000
+"""Automatic bucket count: at least 4 per task slot, at most this many users each (a bucket's
+outputs travel as one value; 25,000 users' activity snapshots are about 80 MB)."""
+
+
+class SparkEngine(FeatureEngine):
+    """The feature groups over buckets of users on ``SPARK_MASTER``."""
+
+    name = "spark"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.session = spark_session(settings)  # checks Java, PySpark and the master first
+
+    def step_count(self, groups: Sequence[str]) -> int:
+        return 2 + len(groups)  # the users, one pass per group (read, validate, compute), the writes
+
+    def outputs(self, groups: Sequence[str], context: JobContext, steps: Steps) -> Iterator[Output]:
+        spark = self.session
+        slots = max(1, spark.sparkContext.defaultParallelism)
+        users_path = self._path("user_table")
+        buckets = self.settings.spark_buckets or max(
+            4 * slots, math.ceil(pq.read_metadata(users_path).num_rows / USERS_PER_BUCKET)
+        )
+        spark.conf.set("spark.sql.shuffle.partitions", str(buckets))
+        work = _worker_context(context, slots)
+        logger.info(
+            "spark engine: %d buckets on %s (%d task slots)", buckets, spark.sparkContext.master, slots
+        )
+
+        users = self._read("user_table", buckets)
+        with steps.step(STEP_NAMES["user_table"]):
+            payloads = _run(
+                users.groupBy(BUCKET).applyInArrow(_grouped(_users_task, context=work), PAYLOAD_SCHEMA)
+            )
+        yield from _outputs(payloads)
+        for group in (g for g in RUN_ORDER if g in groups):
+            source = GROUP_INPUT[group]
+            with steps.step(f"{STEP_NAMES[group]} (spark)"):
+                if source is None:
+                    by_user = _grouped(_group_task, rows=None, group=group, context=work)
+                    plan = users.groupBy(BUCKET).applyInArrow(by_user, PAYLOAD_SCHEMA)
+                else:
+                    rows = self._read(source, buckets)
+                    if group == "review":
+                        _ensure_topic_model(users, rows, work)
+                    task = _cogrouped(_group_task, group=group, context=work)
+                    plan = (
+                        users.groupBy(BUCKET).cogroup(rows.groupBy(BUCKET)).applyInArrow(task, PAYLOAD_SCHEMA)
+                    )
+                payloads = _run(plan)
+                if group == "review":
+                    from transformations.embeddings import compact_cache
+
+                    compact_cache(work.settings)
+            yield from _outputs(payloads)
+
+    def _path(self, table: str) -> str:
+        path = raw_table_path(self.settings, table)
+        if not path.exists():
+            raise MissingDataError(f"raw table {table} not found at {path}: run `make data` first")
+        check_schema(table, pq.read_schema(path))
+        return str(path.resolve())
+
+    def _read(self, table: str, buckets: int) -> DataFrame:
+        """A raw table's contract columns, each row's file position and its user's bucket."""
+        from pyspark.sql import functions as F
+
+        frame = self.session.read.parquet(self._path(table))
+        return frame.select(
+            *RAW_SCHEMAS[table],
+            F.col("_metadata.row_index").alias(POSITION),
+            F.coalesce(F.pmod(F.col("user_id"), F.lit(buckets)), F.lit(-1)).alias(BUCKET),
+        )
+
+
+def _worker_context(context: JobContext, slots: int) -> JobContext:
+    """The context a bucket's task gets: absolute paths (workers run in their own folders), no
+    progress bars, and the embedding threads shared among the tasks running at once."""
+    settings = context.settings
+    threads = settings.embedding_threads or max(1, (os.cpu_count() or 1) // slots)
+    worker = settings.model_copy(
+        update={"data_dir": settings.data_dir.resolve(), "embedding_threads": threads}
+    )
+    return JobContext(
+        settings=worker, spec=context.spec, as_of_times=context.as_of_times, show_progress=False
+    )
+
+
+# --- what runs in a bucket's task ------------------------------------------------------------------
+
+
+def _grouped(task: Callable[..., pa.Table], **kwargs: Any) -> Callable[[pa.Table], pa.Table]:
+    """``task`` as a function of one bucket's table, for ``groupBy(...).applyInArrow``."""
+
+    def run(table):  # type: ignore[no-untyped-def]  # PySpark reads the arity, and chokes on hints
+        return task(table, **kwargs)
+
+    return run  # type: ignore[no-any-return]
+
+
+def _cogrouped(task: Callable[..., pa.Table], **kwargs: Any) -> Callable[[pa.Table, pa.Table], pa.Table]:
+    """``task`` as a function of one bucket's two tables, for ``cogroup(...).applyInArrow``."""
+
+    def run(users, rows):  # type: ignore[no-untyped-def]  # PySpark reads the arity, and chokes on hints
+        return task(users, rows, **kwargs)
+
+    return run  # type: ignore[no-any-return]
+
+
+def _in_file_order(table: str, rows: pa.Table) -> pa.Table:
+    """A bucket's rows of ``table`` in file order, conformed, keeping their file positions."""
+    rows = rows.sort_by(POSITION)
+    return conform(table, rows).append_column(POSITION, rows.column(POSITION))
+
+
+def _without_position(table: pa.Table) -> pa.Table:
+    return table.drop_columns([POSITION]) if POSITION in table.column_names else table
+
+
+def _users_task(users: pa.Table, context: JobContext) -> pa.Table:
+    split = validate("user_table", _in_file_order("user_table", users), None, context.spec)
+    return _payload([("quarantine:user_table", split.quarantined)])
+
+
+def _group_task(users: pa.Table, rows: pa.Table | None, group: str, context: JobContext) -> pa.Table:
+    """Validate a bucket's users and rows, then run the group on them (what the DuckDB engine
+    does for all users at once)."""
+    spec = context.spec
+    clean_users = _without_position(
+        validate("user_table", _in_file_order("user_table", users), None, spec).clean
+    )
+    outputs: list[tuple[str, pa.Table]] = []
+    source = GROUP_INPUT[group]
+    clean = None
+    if source is not None and rows is not None:
+        split = validate(source, _in_file_order(source, rows), clean_users, spec)
+        outputs.append((f"quarantine:{source}", split.quarantined))
+        clean = _without_position(split.clean)
+    views = group_views(
+        group,
+        clean_users,
+        clean,
+        context.as_of_times,
+        context.settings,
+        show_progress=False,
+        fit_topics=False,
+        compact_cache=False,
+    )
+    outputs.extend((f"view:{name}", table) for name, table in views.items())
+    return _payload(outputs)
+
+
+def _topic_sample_task(users: pa.Table, reviews: pa.Table, context: JobContext) -> pa.Table:
+    """Embed a bucket's clean reviews (through the cache) and return the training period's:
+    ``user_id``, ``review_timestamp``, ``review_id`` and ``embedding``."""
+    from transformations.embeddings import load_encoder, review_vectors
+
+    spec = context.spec
+    clean_users = _without_position(
+        validate("user_table", _in_file_order("user_table", users), None, spec).clean
+    )
+    clean = _without_position(
+        validate("review_table", _in_file_order("review_table", reviews), clean_users, spec).clean
+    )
+    frame = clean.to_pandas()
+    vectors = review_vectors(
+        frame, context.settings, load_encoder(context.settings), show_progress=False, compact=False
+    )
+    before = np.asarray(
+        clean.column("review_timestamp").cast(pa.int64()).to_numpy(zero_copy_only=False) < _us(spec.train_end)
+    )
+    rows, dim = int(before.sum()), vectors.embeddings.shape[1]
+    flat = pa.array(np.ascontiguousarray(vectors.embeddings[before]).reshape(-1), type=pa.float32())
+    offsets = pa.array(np.arange(0, rows * dim + 1, dim, dtype=np.int32))
+    sample = clean.select(["user_id", "review_timestamp", "review_id"]).filter(pa.array(before))
+    sample = sample.append_column("embedding", pa.ListArray.from_arrays(offsets, flat))
+    return _payload([("topic sample", sample)])
+
+
+def _us(moment: Any) -> int:
+    return int(moment.timestamp() * 1_000_000)
+
+
+def _payload(outputs: list[tuple[str, pa.Table]]) -> pa.Table:
+    names, blobs = [], []
+    for name, table in outputs:
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        names.append(name)
+        blobs.append(sink.getvalue().to_pybytes())
+    return pa.table({"name": pa.array(names, pa.string()), "payload": pa.array(blobs, pa.binary())})
+
+
+# --- on the driver ---------------------------------------------------------------------------------
+
+
+def _run(plan: DataFrame) -> dict[str, list[pa.Table]]:
+    """Run a plan of bucket tasks; each output's tables, one per bucket."""
+    collected = plan.toArrow()
+    tables: dict[str, list[pa.Table]] = defaultdict(list)
+    for name, blob in zip(
+        collected.column("name").to_pylist(), collected.column("payload").to_pylist(), strict=True
+    ):
+        tables[name].append(pa.ipc.open_stream(blob).read_all())
+    return tables
+
+
+def _outputs(payloads: dict[str, list[pa.Table]]) -> Iterator[Output]:
+    """The job's outputs from the buckets' tables: quarantined rows back in file order."""
+    for key in sorted(payloads):
+        kind, _, name = key.partition(":")
+        table = pa.concat_tables(payloads[key], promote_options="permissive")
+        if kind == "quarantine":
+            table = table.sort_by(POSITION).drop_columns([POSITION])
+            yield Output("quarantine", name, table)
+        else:
+            yield Output("view", name, table)
+
+
+def _ensure_topic_model(users: DataFrame, reviews: DataFrame, context: JobContext) -> None:
+    """Fit the topic model when none exists, as the DuckDB engine would: on the embeddings of the
+    reviews before the training period's end, ordered by (user, time, review id)."""
+    from transformations.embeddings import compact_cache, effective_backend, resolve_device
+    from transformations.topics import fit_topic_model, load_topic_model
+
+    settings = context.settings
+    if load_topic_model(settings, settings.embedding_model) is not None:
+        return
+    task = _cogrouped(_topic_sample_task, context=context)
+    plan = users.groupBy(BUCKET).cogroup(reviews.groupBy(BUCKET)).applyInArrow(task, PAYLOAD_SCHEMA)
+    parts = _run(plan).get("topic sample", [])
+    compact_cache(settings)
+    if not parts:
+        raise MissingDataError("no reviews to fit the topic model on: run `make data` first")
+    sample = pa.concat_tables(parts).sort_by(
+        [("user_id", "ascending"), ("review_timestamp", "ascending"), ("review_id", "ascending")]
+    )
+    column = sample.column("embedding").combine_chunks()
+    dim = len(column[0]) if len(column) else 0
+    embeddings = np.asarray(column.flatten().to_numpy(zero_copy_only=False), dtype=np.float32).reshape(
+        -1, dim
+    )
+    backend = effective_backend(settings.embedding_backend, resolve_device(settings.embedding_device))
+    fit_topic_model(settings, embeddings, settings.embedding_model, backend, context.spec.train_end)

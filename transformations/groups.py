@@ -1,0 +1,209 @@
+"""The feature groups by name: which raw table feeds each, which offline-store files it writes,
+and the two steps every caller runs on a set of whole users: validate their raw rows, then run
+the group's pure function.
+
+The batch job (on any engine, ``transformations.engines``) and the single-user refresh call
+these, so a feature has one implementation however many users, machines or partitions compute
+it: the DuckDB engine passes all users at once, the Spark engine one bucket of users at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from churnfs.errors import InvalidInputError, MissingDataError
+from churnfs.settings import Settings
+from churnfs.world import WorldSpec
+from transformations.activity import build_activity_features
+from transformations.labels import build_churn_labels
+from transformations.profile import UTC_US, build_profile_features
+from transformations.validation import (
+    RAW_SCHEMAS,
+    Split,
+    check_schema,
+    conform,
+    connect,
+    quarantine_events,
+    quarantine_reviews,
+    quarantine_targets,
+    quarantine_users,
+)
+
+GROUPS: tuple[str, ...] = ("profile", "activity", "review", "labels")
+GROUP_VIEWS: dict[str, tuple[str, ...]] = {
+    "profile": ("user_profile_features",),
+    "activity": ("user_activity_features",),
+    "review": ("user_review_features", "user_review_embeddings"),
+    "labels": ("churn_labels",),
+}
+"""Group name -> the offline store files it writes (stems, also the Feast feature view names)."""
+GROUP_INPUT: dict[str, str | None] = {
+    "profile": None,
+    "activity": "event_logs",
+    "review": "review_table",
+    "labels": "target_table",
+}
+"""Group name -> the raw table it reads besides ``user_table`` (every group reads the users)."""
+RUN_ORDER: tuple[str, ...] = ("profile", "activity", "labels", "review")
+"""The order the batch job runs groups in: the slow NLP group last."""
+STEP_NAMES: dict[str, str] = {
+    "user_table": "users: read and validate",
+    "event_logs": "events: read, validate, parse",
+    "target_table": "targets: read and validate",
+    "review_table": "reviews: read and validate",
+    "profile": "profile features",
+    "activity": "activity features",
+    "labels": "churn labels",
+    "review": "review features",
+}
+"""The progress bar's name of each step, whichever engine runs it."""
+
+
+def select_groups(groups: Sequence[str] | None, allowed: Sequence[str] = GROUPS) -> list[str]:
+    """The requested groups in canonical order; an unknown name is the user's error."""
+    if groups is None:
+        return list(allowed)
+    unknown = sorted(set(groups) - set(allowed))
+    if unknown:
+        raise InvalidInputError(
+            f"unknown feature group(s) {', '.join(unknown)}; choose from {', '.join(allowed)}"
+        )
+    return [g for g in allowed if g in groups]
+
+
+def raw_table_path(settings: Settings, table: str) -> Path:
+    return settings.raw_dir / f"{table}.parquet"
+
+
+def read_raw_table(settings: Settings, table: str, user_id: int | None = None) -> pa.Table:
+    """Read one raw table (its contract columns, canonical types) after checking its schema.
+
+    With ``user_id``, DuckDB reads only that user's rows (the filter is pushed into the parquet
+    scan, so row groups whose statistics exclude the user are skipped).
+    """
+    path = raw_table_path(settings, table)
+    if not path.exists():
+        raise MissingDataError(f"raw table {table} not found at {path}: run `make data` first")
+    check_schema(table, pq.read_schema(path))
+    columns = list(RAW_SCHEMAS[table])
+    if user_id is None:
+        data = pq.read_table(path, columns=columns)
+    else:
+        with connect() as con:
+            column_list = ", ".join(f'"{c}"' for c in columns)
+            data = con.sql(
+                f"SELECT {column_list} FROM read_parquet($path) WHERE user_id = $user_id",
+                params={"path": str(path), "user_id": int(user_id)},
+            ).to_arrow_table()
+    return conform(table, data)
+
+
+def validate(table: str, rows: pa.Table, users: pa.Table | None, spec: WorldSpec) -> Split:
+    """Split raw rows of ``table`` into usable rows and quarantined ones (``transformations.validation``).
+
+    Args:
+        table: the raw table's name.
+        rows: its rows in file order, conformed (``read_raw_table`` or ``conform``); extra columns
+            (a partition's row positions) stay on the quarantined rows.
+        users: the clean users of the same set of users (unused for ``user_table`` itself).
+        spec: the world, whose window bounds event and review times.
+    """
+    if table == "user_table":
+        return quarantine_users(rows)
+    if users is None:
+        raise ValueError(f"validating {table} needs the clean users")
+    if table == "event_logs":
+        return quarantine_events(rows, users, spec.start, spec.end)
+    if table == "review_table":
+        return quarantine_reviews(rows, users, spec.start, spec.end)
+    if table == "target_table":
+        return quarantine_targets(rows, users)
+    raise ValueError(f"no raw table {table!r}")
+
+
+def group_views(
+    group: str,
+    users: pa.Table,
+    rows: pa.Table | None,
+    as_of_times: Sequence[datetime],
+    settings: Settings,
+    show_progress: bool = False,
+    fit_topics: bool | None = None,
+    compact_cache: bool = True,
+) -> dict[str, pa.Table]:
+    """Run one group's pure function on clean rows of a set of whole users.
+
+    Args:
+        group: ``profile``, ``activity``, ``review`` or ``labels``.
+        users: their clean ``user_table`` rows.
+        rows: their clean rows of ``GROUP_INPUT[group]`` (None for ``profile``).
+        as_of_times: the snapshot calendar.
+        settings: the NLP settings and artifacts of the review group.
+        show_progress: a progress bar while embedding reviews.
+        fit_topics: may the review group fit a missing topic model (see ``build_review_features``)?
+        compact_cache: may the review group merge the embedding cache's parts (not while other
+            processes write to it)?
+
+    Returns:
+        Feature view name -> its rows (without ``created_timestamp``), for ``GROUP_VIEWS[group]``.
+    """
+    if group == "profile":
+        return {"user_profile_features": build_profile_features(users, as_of_times)}
+    if rows is None:
+        raise ValueError(f"the {group} group needs its {GROUP_INPUT[group]} rows")
+    if group == "activity":
+        return {"user_activity_features": build_activity_features(rows, users, as_of_times)}
+    if group == "labels":
+        return {"churn_labels": build_churn_labels(rows)}
+    if group == "review":
+        return review_group_features(
+            rows, users, as_of_times, settings, show_progress, fit_topics, compact_cache
+        )
+    raise ValueError(f"no feature group {group!r}")
+
+
+def users_frame(users: pa.Table) -> pd.DataFrame:
+    """``user_id`` and ``signup_date`` as pandas (the review group's input)."""
+    return users.select(["user_id", "signup_date"]).to_pandas()
+
+
+def review_group_features(
+    reviews: pa.Table,
+    users: pa.Table,
+    as_of_times: Sequence[datetime],
+    settings: Settings,
+    show_progress: bool,
+    fit_topics: bool | None = None,
+    compact_cache: bool = True,
+) -> dict[str, pa.Table]:
+    """Run the NLP group (``transformations.reviews``) on clean reviews: the snapshot table and
+    the event-sourced embedding table, as Arrow, keyed by feature view name."""
+    from transformations.reviews import build_review_features  # loads the model: only when needed
+
+    tables = build_review_features(
+        reviews.to_pandas(),
+        users_frame(users),
+        as_of_times,
+        settings,
+        show_progress=show_progress,
+        fit_topics=fit_topics,
+        compact_cache=compact_cache,
+    )
+    views = GROUP_VIEWS["review"]
+    return {views[0]: _arrow(tables.snapshots), views[1]: _arrow(tables.embeddings)}
+
+
+def _arrow(frame: pd.DataFrame) -> pa.Table:
+    # drop pandas' schema metadata: its ArrowDtype names make list columns unreadable by to_pandas
+    table = pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
+    return table.set_column(
+        table.schema.get_field_index("event_timestamp"),
+        "event_timestamp",
+        table.column("event_timestamp").cast(UTC_US),
+    )
