@@ -9,7 +9,9 @@ offline write (``push(..., to=PushMode.OFFLINE)``) appends a part too, instead o
 whole source file as Feast's own DuckDB store does.
 
 Plugged in through feature_store.yaml:
-``offline_store: {type: churnfs.store.offline.PartsDuckDBOfflineStore}``.
+``offline_store: {type: churnfs.store.offline.PartsDuckDBOfflineStore}``. Feast builds this store's
+config before ``feast apply`` and ``feast plan`` list the repository's files, so the config also
+points that listing at one that does not walk ignored folders (``churnfs.store.repo_files``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import ibis
 import pandas as pd
@@ -40,6 +42,7 @@ from feast.infra.offline_stores.offline_store import RetrievalJob
 from feast.infra.registry.base_registry import BaseRegistry
 from feast.repo_config import RepoConfig
 from ibis.expr.types import Table
+from pydantic import model_validator
 
 from churnfs.store.parts import append_part, part_name, source_files
 
@@ -93,6 +96,15 @@ class PartsDuckDBOfflineStoreConfig(DuckDBOfflineStoreConfig):
     type: Literal["churnfs.store.offline.PartsDuckDBOfflineStore"] = (  # type: ignore[assignment]
         "churnfs.store.offline.PartsDuckDBOfflineStore"
     )
+
+    @model_validator(mode="after")
+    def _list_repo_files_without_ignored_folders(self) -> Self:
+        # Feast validates this config (feature_store.yaml) before parse_repo lists the files to
+        # import: from the repository root its own listing globs all of .venv (docs/private-apis.md).
+        from churnfs.store.repo_files import install_repo_file_listing
+
+        install_repo_file_listing()
+        return self
 
 
 class PartsDuckDBOfflineStore(DuckDBOfflineStore):
