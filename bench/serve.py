@@ -46,8 +46,6 @@ import json
 import logging
 import os
 import random
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -57,6 +55,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from bench.common import REPO, VENV_BIN, Row, Spread, load_average
+from churnfs.store.redis_servers import free_port, start_redis_server
 
 logger = logging.getLogger(__name__)
 
@@ -396,12 +395,6 @@ def drive(port: int, point: Point, users: int, rate: float, seconds: float = SEC
 # --- the world and the servers ---------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
 def _wait_http(port: int, path: str, deadline_s: float, proc: subprocess.Popen[bytes]) -> None:
     import httpx
 
@@ -461,41 +454,6 @@ def _champion(settings: Any) -> str:
         client.get_run(version.run_id).data.tags.get("model_kind", "unknown") if version.run_id else "unknown"
     )
     return f"{kind} v{version.version}"
-
-
-def _start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise RuntimeError("the serve benchmark needs redis-server (apt-get install redis-server)")
-    port = _free_port()
-    (workdir / "redis").mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(
-        [
-            binary,
-            "--bind",
-            HOST,
-            "--port",
-            str(port),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir / "redis"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    import redis
-
-    for _ in range(100):
-        try:
-            redis.Redis(host=HOST, port=port).ping()
-            return proc, port
-        except redis.RedisError:
-            time.sleep(0.05)
-    proc.terminate()
-    raise RuntimeError("private redis-server did not start")
 
 
 def _stop(proc: subprocess.Popen[Any] | None) -> None:
@@ -568,7 +526,7 @@ def _check_answer(point: Point, port: int, users: int) -> None:
 
 def measure_point(point: Point, world: World, env: dict[str, str], log_path: Path) -> dict[str, Any]:
     """One run of one point, in a server process started for it and stopped after it."""
-    port = _free_port()
+    port = free_port(HOST)
     with open(log_path, "wb") as log:
         proc = _start_server(point, env, port, log)
         try:
@@ -588,7 +546,8 @@ def run(workdir: Path, users: int, runs: int = 3) -> list[Row]:
     """Build the world, start Redis, then measure every point ``runs`` times, each in a fresh
     server process, alternating the order of the points between runs."""
     world = _build_world(workdir, users)
-    redis_proc, redis_port = _start_redis(workdir)
+    redis_server = start_redis_server(workdir / "redis")
+    redis_port = redis_server.port
     env = {
         **os.environ,
         "DATA_DIR": str(world.data_dir),
@@ -615,7 +574,7 @@ def run(workdir: Path, users: int, runs: int = 3) -> list[Row]:
                 result = measure_point(point, world, env, logs / f"{point.key}-{run_index}.log")
                 results[point.key].append(result)
     finally:
-        _stop(redis_proc)
+        redis_server.stop()
     return _rows(world, results, materialize_s, champion)
 
 

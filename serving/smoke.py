@@ -3,7 +3,6 @@ score a few users over real HTTP, then stop it (``churnfs smoke``)."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from typing import Any
@@ -14,13 +13,8 @@ import uvicorn
 
 from churnfs.errors import MissingDataError, ServiceUnavailableError
 from churnfs.settings import Settings
+from churnfs.store.redis_servers import free_port
 from serving.app import create_app
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def sample_user_ids(settings: Settings, count: int) -> list[int]:
@@ -45,7 +39,7 @@ def run_smoke(settings: Settings, users: int = 5, timeout_s: float = 120.0) -> d
     stop; returns what came back. Raises ``ServiceUnavailableError`` if it never gets ready."""
     user_ids = sample_user_ids(settings, users)
     host = "127.0.0.1"
-    port = _free_port(host)
+    port = free_port(host)
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), host=host, port=port, log_config=None, access_log=False)
     )

@@ -1,4 +1,5 @@
-"""Session fixtures shared by every test folder: a real Redis and a small generated world.
+"""Session fixtures shared by every test folder: a real Redis, a Redis Cluster and a small
+generated world.
 
 The small world (``SMALL_USERS`` users, seed 7) is generated once per session into a
 temporary ``DATA_DIR``; stages that need features build them once on top of it.
@@ -8,17 +9,24 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from churnfs.settings import Settings
+from churnfs.store.redis_servers import (
+    RedisClusterServers,
+    RedisServer,
+    free_port,
+    redis_answers,
+    start_redis_cluster,
+    start_redis_server,
+)
 
 pytest_plugins = ["tests.fixtures.feast", "tests.fixtures.training"]
+# The tests' own imports of the one helper (churnfs.store.redis_servers) go through here.
+__all__ = ["free_port", "redis_answers", "start_private_redis"]
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -27,57 +35,18 @@ SMALL_USERS = 3000
 SMALL_SEED = 7
 
 
-def redis_answers(host: str, port: int) -> bool:
-    """Whether a Redis server answers PING at host:port."""
-    try:
-        with socket.create_connection((host, port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
+def _require_redis_binaries(*names: str) -> None:
+    missing = [name for name in names if shutil.which(name) is None]
+    if missing:
+        pytest.skip(f"no Redis answers and no {' or '.join(missing)} binary to start one")
 
 
-def free_port() -> int:
-    """A free loopback TCP port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_private_redis(
-    workdir: Path, port: int | None = None, persist: bool = False
-) -> tuple[subprocess.Popen[bytes], int]:
+def start_private_redis(workdir: Path, port: int | None = None, persist: bool = False) -> RedisServer:
     """Start a throw-away redis-server on loopback (on ``port``, a free one by default); the caller
-    terminates it. With ``persist`` it saves a snapshot in ``workdir`` when stopped and loads it
-    when started again there, like a restarted production Redis."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("no Redis answers and no redis-server binary to start one")
-    port = port or free_port()
-    workdir.mkdir(parents=True, exist_ok=True)
-    save = ["--save", "3600 1", "--dbfilename", "dump.rdb"] if persist else ["--save", ""]
-    proc = subprocess.Popen(
-        [
-            binary,
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            *save,
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    for _ in range(200):
-        if redis_answers("127.0.0.1", port):
-            return proc, port
-        time.sleep(0.05)
-    proc.terminate()
-    pytest.fail(f"private redis-server did not start on port {port}")
+    stops it. With ``persist`` it saves a snapshot in ``workdir`` when stopped and loads it when
+    started again there, like a restarted production Redis."""
+    _require_redis_binaries("redis-server")
+    return start_redis_server(workdir, port=port, persistence="snapshot" if persist else "none")
 
 
 @pytest.fixture(scope="session")
@@ -91,17 +60,29 @@ def redis_connection_string(tmp_path_factory: pytest.TempPathFactory) -> Iterato
     configured = os.environ.get("REDIS_CONNECTION_STRING", "127.0.0.1:6379")
     host, _, port = configured.split(",")[0].partition(":")
     db = int(os.environ.get("TEST_REDIS_DB", "13"))
-    proc = None
+    server = None
     if not redis_answers(host, int(port or 6379)):
-        proc, private_port = start_private_redis(tmp_path_factory.mktemp("redis"))
-        host, port = "127.0.0.1", str(private_port)
+        server = start_private_redis(tmp_path_factory.mktemp("redis"))
+        host, port = "127.0.0.1", str(server.port)
     redis.Redis(host=host, port=int(port), db=db).flushdb()
     try:
         yield f"{host}:{port},db={db}"
     finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=10)
+        if server is not None:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+    """A private 3-master Redis Cluster for the session (``redis-server --cluster-enabled yes`` on
+    free ports, joined by ``redis-cli --cluster create``). Its nodes keep an append-only file, so a
+    node killed with SIGKILL comes back with its data when restarted."""
+    _require_redis_binaries("redis-server", "redis-cli")
+    cluster = start_redis_cluster(tmp_path_factory.mktemp("redis-cluster"), masters=3, persistence="aof")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(scope="session")

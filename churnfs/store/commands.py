@@ -2,7 +2,8 @@
 
 ``churnfs apply``, ``churnfs materialize``, ``churnfs check-consistency``,
 ``churnfs materialize-window`` (prints START END for ``feast materialize``) and
-``churnfs online-store up|down`` (the embedded store for a laptop demo). Every command reads
+``churnfs online-store up [--cluster N]|down`` (the embedded store for a laptop demo, or a
+private Redis Cluster). Every command reads
 ``Settings`` from the environment (``--data-dir`` overrides DATA_DIR); a ChurnFSError becomes
 one line on stderr and a non-zero exit (the app's ``clean_errors`` wrapper).
 """
@@ -72,15 +73,29 @@ def check_consistency_command(
     report.raise_if_inconsistent()
 
 
-def online_store_up_command(data_dir: DataDir = None) -> None:
+def online_store_up_command(
+    cluster: Annotated[
+        int | None,
+        typer.Option(
+            "--cluster",
+            min=3,
+            help="Start a private Redis Cluster of this many masters under DATA_DIR instead (even "
+            "when a Redis answers at REDIS_CONNECTION_STRING); later commands on this DATA_DIR use it.",
+        ),
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
     """Make sure this world has an online store: the configured Redis, else a private redis-server
-    under DATA_DIR, else Feast's SQLite store (said in one line)."""
+    under DATA_DIR, else Feast's SQLite store (said in one line); with --cluster N a private
+    N-master Redis Cluster under DATA_DIR."""
     from churnfs.store.embedded import start_embedded_online_store
 
     settings = _settings(data_dir)
-    store = start_embedded_online_store(settings)
+    store = start_embedded_online_store(settings, cluster_masters=cluster)
     if store is None:
         typer.echo(f"online store: Redis at {settings.redis_connection_string}")
+    elif store.kind == "redis_cluster":
+        typer.echo(f"online store: using {store.describe()}")
     else:
         typer.echo(
             f"online store: nothing answers at {settings.redis_connection_string}; using {store.describe()}"
@@ -88,7 +103,7 @@ def online_store_up_command(data_dir: DataDir = None) -> None:
 
 
 def online_store_down_command(data_dir: DataDir = None) -> None:
-    """Stop this world's private redis-server, if `online-store up` started one."""
+    """Stop this world's private redis-server or Redis Cluster, if `online-store up` started one."""
     from churnfs.store.embedded import stop_embedded_online_store
 
     stopped = stop_embedded_online_store(_settings(data_dir))

@@ -1,24 +1,22 @@
-"""An online store for a fresh laptop: a private redis-server under DATA_DIR, else SQLite.
+"""An online store for a fresh laptop: a private redis-server (or Redis Cluster) under DATA_DIR,
+else SQLite.
 
 Tests and production always use a real Redis at ``REDIS_CONNECTION_STRING``. For ``make demo``
 on a machine where nothing answers there, ``start_embedded_online_store`` starts a private
 ``redis-server`` on a free loopback port with its data under ``DATA_DIR/online_store/`` (when the
 binary exists), else picks Feast's SQLite online store, and records the choice in
-``DATA_DIR/online_store/embedded.json``. ``get_store`` honours that record for this world, so
-every later command finds the same store; ``stop_embedded_online_store`` stops the server and
-removes the record.
+``DATA_DIR/online_store/embedded.json``. With ``cluster_masters`` (``churnfs online-store up
+--cluster 3``) it starts a private Redis Cluster of that many masters instead, whatever answers at
+``REDIS_CONNECTION_STRING``. ``get_store`` honours the record for this world, so every later
+command finds the same store; ``stop_embedded_online_store`` stops the servers and removes the
+record. The servers themselves are ``churnfs.store.redis_servers``'.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +24,13 @@ from typing import Any, Literal
 from churnfs.io import write_text_atomic
 from churnfs.settings import Settings
 from churnfs.store.errors import OnlineStoreUnavailableError
+from churnfs.store.redis_servers import (
+    RedisServer,
+    connection_nodes,
+    redis_answers,
+    start_redis_cluster,
+    start_redis_server,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -36,17 +41,29 @@ SQLITE_FILE = "online_store.db"
 
 @dataclass(frozen=True)
 class EmbeddedOnlineStore:
-    """The online store a world uses when no shared Redis answers."""
+    """The online store a world uses when no shared Redis answers (or a private cluster)."""
 
-    kind: Literal["redis", "sqlite"]
+    kind: Literal["redis", "redis_cluster", "sqlite"]
     connection_string: str = ""
     pid: int = 0
     sqlite_path: str = ""
+    pids: tuple[int, ...] = ()  # a cluster's servers, in the order of connection_string
 
     def describe(self) -> str:
         if self.kind == "redis":
             return f"private redis-server at {self.connection_string} (pid {self.pid})"
+        if self.kind == "redis_cluster":
+            pids = ", ".join(str(p) for p in self.pids)
+            return f"private {len(self.pids)}-master Redis Cluster at {self.connection_string} (pids {pids})"
         return f"Feast's SQLite online store at {self.sqlite_path}"
+
+    def servers(self, directory: Path) -> list[RedisServer]:
+        """The private servers behind this record (none for SQLite)."""
+        if self.kind == "redis":
+            (_, port), *_ = connection_nodes(self.connection_string)
+            return [RedisServer(port, directory, self.pid)]
+        nodes = connection_nodes(self.connection_string) if self.kind == "redis_cluster" else []
+        return [RedisServer(port, directory, pid) for (_, port), pid in zip(nodes, self.pids, strict=True)]
 
 
 def embedded_dir(settings: Settings) -> Path:
@@ -59,71 +76,68 @@ def _record_path(settings: Settings) -> Path:
 
 def parse_host_port(connection_string: str) -> tuple[str, int]:
     """Host and port of the first node of a Feast Redis connection string."""
-    first = next((p for p in connection_string.split(",") if "=" not in p), "")
-    host, _, port = first.strip().partition(":")
-    try:
-        return host or "127.0.0.1", int(port or 6379)
-    except ValueError:
-        raise OnlineStoreUnavailableError(
-            f"REDIS_CONNECTION_STRING {connection_string!r} is not host:port[,db=N][,password=...]"
-        ) from None
+    return connection_nodes(connection_string)[0]
 
 
-def redis_answers(host: str, port: int, timeout: float = 0.5) -> bool:
-    """True when a Redis server answers PING (or asks for a password) at host:port."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            sock.sendall(b"PING\r\n")
-            reply = sock.recv(64)
-    except OSError:
-        return False
-    return reply.startswith(b"+PONG") or b"NOAUTH" in reply
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
+def _read_record(settings: Settings) -> EmbeddedOnlineStore | None:
+    path = _record_path(settings)
+    if not path.exists():
+        return None
+    fields = json.loads(path.read_text(encoding="utf-8"))
+    fields["pids"] = tuple(fields.get("pids", ()))
+    return EmbeddedOnlineStore(**fields)
 
 
 def load_embedded_online_store(settings: Settings) -> EmbeddedOnlineStore | None:
     """The embedded store recorded for this world, if it is still usable."""
-    path = _record_path(settings)
-    if not path.exists():
+    record = _read_record(settings)
+    if record is None:
         return None
-    record = EmbeddedOnlineStore(**json.loads(path.read_text(encoding="utf-8")))
-    if record.kind == "redis":
-        host, port = parse_host_port(record.connection_string)
-        if not redis_answers(host, port):
-            raise OnlineStoreUnavailableError(
-                f"the private redis-server of this world ({record.connection_string}) is gone: "
-                "run `churnfs online-store up` again"
-            )
+    if record.kind in ("redis", "redis_cluster"):
+        for host, port in connection_nodes(record.connection_string):
+            if not redis_answers(host, port):
+                flag = " --cluster N" if record.kind == "redis_cluster" else ""
+                raise OnlineStoreUnavailableError(
+                    f"the {record.describe()} of this world does not answer at {host}:{port}: run "
+                    f"`churnfs online-store down` and `churnfs online-store up{flag}` again"
+                )
     return record
 
 
-def start_embedded_online_store(settings: Settings) -> EmbeddedOnlineStore | None:
+def start_embedded_online_store(
+    settings: Settings, cluster_masters: int | None = None
+) -> EmbeddedOnlineStore | None:
     """Make sure this world has an online store. Returns None when the configured Redis answers
-    (nothing to start), else the private redis-server or SQLite store now recorded for it."""
+    (nothing to start), else the private redis-server or SQLite store now recorded for it. With
+    ``cluster_masters`` a private Redis Cluster of that many masters is started (and returned)
+    even when the configured Redis answers."""
     existing = load_embedded_online_store(settings)
     if existing is not None:
+        wanted = "redis_cluster" if cluster_masters else existing.kind
+        if existing.kind != wanted or (cluster_masters and len(existing.pids) != cluster_masters):
+            raise OnlineStoreUnavailableError(
+                f"this world already uses a {existing.describe()}: run `churnfs online-store down` first"
+            )
         return existing
+    directory = embedded_dir(settings).resolve()
+    if cluster_masters:
+        directory.mkdir(parents=True, exist_ok=True)
+        cluster = start_redis_cluster(directory / "cluster", masters=cluster_masters, persistence="snapshot")
+        store = EmbeddedOnlineStore(
+            kind="redis_cluster",
+            connection_string=cluster.connection_string,
+            pids=tuple(node.pid for node in cluster.nodes),
+        )
+        write_text_atomic(json.dumps(asdict(store), indent=2), directory / RECORD_FILE)
+        logger.info("this world uses a %s", store.describe())
+        return store
     host, port = parse_host_port(settings.redis_connection_string)
     if redis_answers(host, port):
         return None
-    directory = embedded_dir(settings).resolve()
     directory.mkdir(parents=True, exist_ok=True)
-    binary = shutil.which("redis-server")
-    if binary is not None:
-        store = _start_redis(binary, directory)
+    if shutil.which("redis-server") is not None:
+        server = start_redis_server(directory, persistence="snapshot")
+        store = EmbeddedOnlineStore(kind="redis", connection_string=server.address, pid=server.pid)
     else:
         store = EmbeddedOnlineStore(kind="sqlite", sqlite_path=str(directory / SQLITE_FILE))
     write_text_atomic(json.dumps(asdict(store), indent=2), directory / RECORD_FILE)
@@ -131,50 +145,15 @@ def start_embedded_online_store(settings: Settings) -> EmbeddedOnlineStore | Non
     return store
 
 
-def _start_redis(binary: str, directory: Path) -> EmbeddedOnlineStore:
-    port = _free_port()
-    pidfile = directory / "redis.pid"
-    subprocess.run(
-        [
-            binary,
-            "--bind", "127.0.0.1",
-            "--port", str(port),
-            "--dir", str(directory),
-            "--dbfilename", "dump.rdb",
-            "--save", "60 1000",
-            "--appendonly", "no",
-            "--daemonize", "yes",
-            "--pidfile", str(pidfile),
-            "--logfile", str(directory / "redis.log"),
-        ],
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    for _ in range(100):
-        if redis_answers("127.0.0.1", port) and pidfile.exists():
-            pid = int(pidfile.read_text().strip())
-            return EmbeddedOnlineStore(kind="redis", connection_string=f"127.0.0.1:{port}", pid=pid)
-        time.sleep(0.05)
-    raise OnlineStoreUnavailableError(
-        f"redis-server did not start on port {port}: see {directory / 'redis.log'}"
-    )
-
-
 def stop_embedded_online_store(settings: Settings) -> EmbeddedOnlineStore | None:
-    """Stop this world's private redis-server (it saves its data first) and forget the record.
-    Returns what was stopped, or None when the world had no embedded store."""
-    path = _record_path(settings)
-    if not path.exists():
+    """Stop this world's private redis-server or cluster (each server saves its data first) and
+    forget the record. Returns what was stopped, or None when the world had no embedded store."""
+    record = _read_record(settings)
+    if record is None:
         return None
-    record = EmbeddedOnlineStore(**json.loads(path.read_text(encoding="utf-8")))
-    if record.kind == "redis" and record.pid and _pid_alive(record.pid):
-        os.kill(record.pid, signal.SIGTERM)
-        for _ in range(100):
-            if not _pid_alive(record.pid):
-                break
-            time.sleep(0.05)
-    path.unlink()
+    for server in record.servers(embedded_dir(settings)):
+        server.stop()
+    _record_path(settings).unlink()
     return record
 
 
@@ -185,4 +164,4 @@ def online_store_override(settings: Settings) -> dict[str, Any] | None:
         return None
     if record.kind == "sqlite":
         return {"type": "sqlite", "path": record.sqlite_path}
-    return {"connection_string": record.connection_string}
+    return {"connection_string": record.connection_string, "redis_type": record.kind}

@@ -81,7 +81,8 @@ def cli_world(trained_world: Settings, tmp_path_factory: pytest.TempPathFactory)
         data_dir,
         ignore=shutil.ignore_patterns("online_store", "predictions", "refreshes", "registry.db"),
     )
-    proc, port = start_redis(workdir / "redis")
+    server = start_redis(workdir / "redis")
+    port = server.port
     try:
         connection = f"127.0.0.1:{port}"
         env = _env(DATA_DIR=str(data_dir), REDIS_CONNECTION_STRING=connection)
@@ -96,7 +97,7 @@ def cli_world(trained_world: Settings, tmp_path_factory: pytest.TempPathFactory)
         )
         yield CliWorld(settings, env, port, apply_seconds)
     finally:
-        stop_redis(proc)
+        stop_redis(server)
 
 
 def test_feast_apply_registers_the_repository_in_the_worlds_registry(cli_world: CliWorld) -> None:

@@ -8,7 +8,6 @@ with its own Redis, so the raw data can change here without touching what other 
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,6 +22,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from churnfs.settings import Settings
+from churnfs.store.redis_servers import RedisServer
 from churnfs.world import load_world_spec
 from tests.conftest import start_private_redis
 
@@ -37,7 +37,7 @@ FEATURE_VIEWS = ("user_profile_features", "user_activity_features", "user_review
 class PrivateWorld:
     settings: Settings
     end: datetime
-    redis_proc: subprocess.Popen[bytes]
+    redis_server: RedisServer
 
 
 @pytest.fixture(scope="module")
@@ -51,17 +51,17 @@ def world(feast_world: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
         data_dir,
         ignore=shutil.ignore_patterns("registry.db", "mlflow*", "predictions", "refreshes", "online_store"),
     )
-    proc, port = start_private_redis(workdir / "redis")
+    server = start_private_redis(workdir / "redis")
+    port = server.port
     try:
         settings = Settings(
             data_dir=data_dir, redis_connection_string=f"127.0.0.1:{port}", churnfs_api_key=API_KEY
         )
         apply_repo(settings)
         materialize(settings)
-        yield PrivateWorld(settings, load_world_spec(settings.raw_dir).end, proc)
+        yield PrivateWorld(settings, load_world_spec(settings.raw_dir).end, server)
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        server.stop()
 
 
 def _refs(store: Any) -> list[str]:

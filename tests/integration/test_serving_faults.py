@@ -6,25 +6,21 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import httpx
 import pytest
-import uvicorn
 
 from churnfs.settings import Settings
-from serving.app import create_app
-from tests.conftest import free_port
 from tests.integration.test_serving_support import (
+    Load,
     ServedWorld,
+    serve_over_http,
     serve_world,
     start_redis,
     stop_redis,
 )
 
 pytestmark = pytest.mark.integration
-
-LOAD_SECONDS_MAX = 90.0
 
 
 @pytest.fixture(scope="module")
@@ -36,61 +32,8 @@ def served(trained_world: Settings, tmp_path_factory: pytest.TempPathFactory) ->
 @pytest.fixture(scope="module")
 def base_url(served: ServedWorld) -> Iterator[str]:
     """The app behind uvicorn on a real loopback socket."""
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(served.settings, configure_logs=False),
-            host="127.0.0.1",
-            port=port,
-            log_config=None,
-            access_log=False,
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=30)
-
-
-@dataclass
-class Load:
-    """Requests sent back to back from a thread, each tagged with the phase it was sent in."""
-
-    base_url: str
-    user_ids: list[int]
-    phase: str = "before"
-    results: list[tuple[str, str, int, str | None]] = field(default_factory=list)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def run(self) -> None:
-        deadline = time.monotonic() + LOAD_SECONDS_MAX
-        i = 0
-        with httpx.Client(base_url=self.base_url, timeout=10) as http:
-            while not self.stop.is_set() and time.monotonic() < deadline:
-                user_id = self.user_ids[i % len(self.user_ids)]
-                route = "predict" if i % 2 else "features"
-                phase = self.phase
-                if route == "predict":
-                    response = http.post(f"/predict/{user_id}")
-                else:
-                    response = http.get(f"/features/{user_id}")
-                source = response.json().get("source") if response.status_code == 200 else None
-                self.results.append((phase, route, response.status_code, source))
-                i += 1
-
-    def count(self, phase: str) -> int:
-        return sum(1 for r in self.results if r[0] == phase)
-
-    def wait_for(self, phase: str, n: int, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while self.count(phase) < n and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert self.count(phase) >= n, f"only {self.count(phase)} responses in phase {phase}"
+    with serve_over_http(served.settings) as url:
+        yield url
 
 
 def test_redis_outage_falls_back_without_errors_and_recovers_without_restart(
@@ -99,12 +42,12 @@ def test_redis_outage_falls_back_without_errors_and_recovers_without_restart(
     load = Load(base_url, served.sample_users[:10])
     worker = threading.Thread(target=load.run, daemon=True)
     worker.start()
-    redis_proc = served.redis_proc
+    redis_server = served.redis_server
     try:
         load.wait_for("before", 20)
 
         load.phase = "stopping"  # answers while Redis shuts down may come from either store
-        stop_redis(redis_proc)
+        stop_redis(redis_server)
         load.phase = "down"
         load.wait_for("down", 40)
         health = httpx.get(f"{base_url}/health", timeout=10)
@@ -114,8 +57,7 @@ def test_redis_outage_falls_back_without_errors_and_recovers_without_restart(
         assert any(reason.startswith("online store:") for reason in health.json()["reasons"])
 
         load.phase = "restarting"
-        redis_proc, _ = start_redis(served.redis_dir, port=served.redis_port)
-        served.redis_proc = redis_proc
+        served.redis_server = start_redis(served.redis_dir, port=served.redis_port)
         load.phase = "after"
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
