@@ -5,7 +5,7 @@ Feast expands ``${VAR}`` in feature_store.yaml with ``os.path.expandvars``, whic
 syntax and leaves an unset variable as the literal text ``${VAR}``. The config subclass maps such a
 left-over placeholder to the churnfs default (``Settings().redis_connection_string``), so a bare
 ``feast apply`` on a laptop talks to the local Redis instead of failing on a host called
-``${REDIS_CONNECTION_STRING}``.
+``${REDIS_CONNECTION_STRING}`` (and ``${REDIS_TYPE}`` likewise becomes ``redis``).
 
 Writes are Feast's, unchanged: same keys, same values. Reads of many users are where Feast's Redis
 store spends its time in Python, not in Redis: it issues one HMGET per user and view, parses each
@@ -17,7 +17,9 @@ views, straight from the stored bytes to the Python columns ``to_dict`` returns
 (``churnfs.store.decoding``). Its ``ColumnarOnlineResponse`` builds the response protobuf with
 Feast's own code only when something asks for it (``.proto``, ``to_tensor``). Requests it does not
 cover (on-demand views, entity-less views, several or non-int64 join keys, version metadata) take
-Feast's path unchanged.
+Feast's path unchanged. On a Redis Cluster (``redis_type: redis_cluster``) the HMGETs go through
+Feast's own pipelined reader on redis-py's ``RedisCluster``, which sends each to the master of its
+key's hash slot, one pipeline per node.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from feast.protos.feast.serving.ServingService_pb2 import GetOnlineFeaturesRespo
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.value_type import ValueType
-from pydantic import field_validator
+from pydantic import ValidationInfo, field_validator
 
 from churnfs.store.decoding import _IMMUTABLE, ValueDecoder
 
@@ -67,17 +69,23 @@ _FLAT_LIST_TYPES = {
 
 
 class ChurnRedisOnlineStoreConfig(RedisOnlineStoreConfig):
-    """Feast's Redis config; an unexpanded ``${...}`` connection string means "the default"."""
+    """Feast's Redis config; an unexpanded ``${...}`` connection string or ``redis_type`` means
+    "the default" (``REDIS_CONNECTION_STRING``, ``REDIS_TYPE`` of Settings)."""
 
     type: Literal["churnfs.store.online.ChurnRedisOnlineStore"] = ONLINE_STORE_TYPE  # type: ignore[assignment]
 
-    @field_validator("connection_string", mode="before")
+    @field_validator("connection_string", "redis_type", mode="before")
     @classmethod
-    def _default_for_unset_variable(cls, value: object) -> object:
+    def _default_for_unset_variable(cls, value: object, info: ValidationInfo) -> object:
         if isinstance(value, str) and value.strip().startswith("${"):
             from churnfs.settings import Settings
 
-            return Settings().redis_connection_string
+            settings = Settings()
+            return (
+                settings.redis_connection_string
+                if info.field_name == "connection_string"
+                else settings.redis_type
+            )
         return value
 
 

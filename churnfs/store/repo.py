@@ -1,7 +1,7 @@
 """The Feast store of one world: configuration from feature_store.yaml, apply and materialize.
 
-``get_store(settings)`` reads the repository's feature_store.yaml and fills its ``${DATA_DIR}``
-and ``${REDIS_CONNECTION_STRING}`` from the Settings object (other ``${VAR}`` from the
+``get_store(settings)`` reads the repository's feature_store.yaml and fills its ``${DATA_DIR}``,
+``${REDIS_CONNECTION_STRING}`` and ``${REDIS_TYPE}`` from the Settings object (other ``${VAR}`` from the
 environment), so a caller never touches environment variables and two worlds can be open in one
 process. ``apply_repo`` registers the same objects ``feast apply`` would, with their sources
 rooted in that world's ``DATA_DIR``.
@@ -28,8 +28,9 @@ from pydantic import ValidationError
 
 from churnfs.errors import MissingDataError
 from churnfs.settings import Settings
-from churnfs.store.embedded import online_store_override, parse_host_port
+from churnfs.store.embedded import online_store_override
 from churnfs.store.errors import FeatureStoreConfigError, OnlineStoreUnavailableError
+from churnfs.store.redis_servers import RedisPing
 from churnfs.world import load_world_spec
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ def load_repo_config(settings: Settings) -> RepoConfig:
         **os.environ,
         "DATA_DIR": str(settings.data_dir.resolve()),
         "REDIS_CONNECTION_STRING": settings.redis_connection_string,
+        "REDIS_TYPE": settings.redis_type,
     }
     try:
         raw = yaml.safe_load(_expand(text, variables))
@@ -91,34 +93,21 @@ def _first_line(exc: Exception) -> str:
 
 
 def check_online_store(config: RepoConfig) -> None:
-    """Raise OnlineStoreUnavailableError unless the configured Redis answers a PING."""
+    """Raise OnlineStoreUnavailableError unless the configured Redis answers a PING (a Redis
+    Cluster: every master answers and says ``cluster_state:ok``)."""
     online = config.online_store
     if "redis" not in str(getattr(online, "type", "")).lower():
         return
-    import redis
-    from feast.infra.online_stores.redis import RedisOnlineStore
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-
-    host, port = parse_host_port(online.connection_string)
-    _, params = RedisOnlineStore._parse_connection_string(online.connection_string)
-    params = {k: v for k, v in params.items() if k in {"db", "password", "username", "ssl"}}
+    cluster = getattr(online, "redis_type", "redis") == "redis_cluster"
+    ping = RedisPing(online.connection_string, cluster=cluster, timeout_s=2)
     try:
-        # One try: redis-py's default retries with backoff take seconds to say "refused".
-        client = redis.Redis(
-            host=host,
-            port=port,
-            socket_connect_timeout=2,
-            socket_timeout=2,
-            retry=Retry(NoBackoff(), 0),
-            **params,
-        )
-        client.ping()
-    except redis.RedisError as exc:
+        problem = ping.problem()
+    finally:
+        ping.close()
+    if problem is not None:
         raise OnlineStoreUnavailableError(
-            f"Redis does not answer at {host}:{port} ({_first_line(exc)}): start it or set "
-            "REDIS_CONNECTION_STRING (on a laptop: `churnfs online-store up`)"
-        ) from None
+            f"{problem}: start it or set REDIS_CONNECTION_STRING (on a laptop: `churnfs online-store up`)"
+        )
 
 
 def get_store(settings: Settings, check_online: bool = True) -> FeatureStore:
@@ -259,7 +248,11 @@ def materialize(settings: Settings, end: datetime | None = None, replace: bool =
         if replace:
             store._get_provider().teardown_infra(store.project, views, store.list_entities())  # type: ignore[attr-defined]
         store.materialize(start_date=start, end_date=end, feature_views=[fv.name for fv in views])
-    except redis.ConnectionError as exc:
+    except (
+        redis.ConnectionError,
+        redis.exceptions.ClusterError,
+        redis.exceptions.RedisClusterException,
+    ) as exc:
         raise OnlineStoreUnavailableError(f"lost the online store while materializing: {exc}") from None
     seconds = time.perf_counter() - began
     engine = store._get_provider().batch_engine  # type: ignore[attr-defined]

@@ -37,6 +37,22 @@ def test_unset_redis_variable_falls_back_to_the_settings_default(monkeypatch: py
     )
 
 
+def test_redis_type_comes_from_settings_and_defaults_to_one_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("REDIS_TYPE", raising=False)
+    cluster = Settings(
+        data_dir=tmp_path / "world",
+        redis_connection_string="a:7000,b:7001,c:7002",
+        redis_type="redis_cluster",
+    )
+    assert load_repo_config(cluster).online_store.redis_type == "redis_cluster"
+    assert load_repo_config(Settings(data_dir=tmp_path / "world")).online_store.redis_type == "redis"
+    assert ChurnRedisOnlineStoreConfig(redis_type="${REDIS_TYPE}").redis_type == "redis"
+    monkeypatch.setenv("REDIS_TYPE", "redis_cluster")
+    assert ChurnRedisOnlineStoreConfig(redis_type="${REDIS_TYPE}").redis_type == "redis_cluster"
+
+
 def _repo_with_yaml(tmp_path: Path, text: str) -> Settings:
     repo = tmp_path / "repo"
     repo.mkdir()
