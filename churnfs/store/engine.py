@@ -14,9 +14,11 @@ by the same entity it
    unless the online store sets ``skip_dedup``) with one Lua call per chunk of entities, and
    ``key_ttl_seconds``,
 4. sends one pipelined ``HSET`` per entity with the fields of all its views (Feast keeps one hash
-   per entity), reading the replies only when it needs them.
+   per entity), reading the replies only when it needs them (``churnfs.store.resp``: one pipeline
+   to a server; on a Redis Cluster one per master, each key sent to its slot's master and the
+   write rule checked one script call per hash slot).
 
-Anything it does not handle (another online store, a Redis cluster, field mappings, composite or
+Anything it does not handle (another online store, Redis Sentinel, field mappings, composite or
 non-int64 keys, transformations) goes to Feast's local engine unchanged.
 """
 
@@ -54,6 +56,9 @@ from pydantic import Field
 
 from churnfs.store import codec
 from churnfs.store.parts import part_files
+from churnfs.store.resp import ClusterWriter, ServerWriter, Ticket
+
+Writer = ServerWriter | ClusterWriter
 
 logger = logging.getLogger(__name__)
 
@@ -119,8 +124,8 @@ class RedisBulkEngine(LocalComputeEngine):
             config, RedisOnlineStoreConfig
         ):
             return "online store is not Redis"
-        if config.redis_type != RedisType.redis:
-            return "Redis cluster or sentinel"
+        if config.redis_type not in (RedisType.redis, RedisType.redis_cluster):
+            return "Redis Sentinel"
         if self.repo_config.entity_key_serialization_version != 3:
             return "entity key serialization version is not 3"
         if task.disable_event_timestamp or not task.only_latest:
@@ -213,7 +218,7 @@ class RedisBulkEngine(LocalComputeEngine):
         assert isinstance(config, RedisOnlineStoreConfig)
         started = time.perf_counter()
         # Feast creates its Redis client lazily and not thread-safely: create it before the threads.
-        pool = self.online_store._get_client(config).connection_pool
+        client = self.online_store._get_client(config)
         # The driver's row groups start decoding as soon as it is planned, while each other view
         # is planned and read in a thread of its own.
         widths = [self._row_bytes(task) for task in tasks]
@@ -232,29 +237,32 @@ class RedisBulkEngine(LocalComputeEngine):
         totals = {i: driver_rows if i == driver else views[i].table.num_rows for i in range(len(tasks))}
         progress = {i: t.tqdm_builder(totals[i]) if t.tqdm_builder else None for i, t in enumerate(tasks)}
         counts = {i: [0, 0] for i in range(len(tasks))}  # rows handled, rows written
-        connection = pool.get_connection()
-        pipe = _RespPipe(connection)
+        writer: Writer | None = None
+        failed = False
         try:
+            cluster = config.redis_type == RedisType.redis_cluster
+            writer = ClusterWriter(client) if cluster else ServerWriter(client)
             # Redis checks chunk i+1's stored event times before it applies chunk i's writes, so
             # encoding never waits for those writes (the keys of two chunks never overlap).
             chunks = self._chunks(tasks, driver, batches, views)
             upcoming = next(chunks, None)
-            check = self._send_check(pipe, upcoming)
+            check = self._send_check(writer, upcoming)
             while upcoming is not None:
                 keys, pieces = upcoming
                 parts = self._encode_chunk(keys, pieces, counts, progress)
                 upcoming = next(chunks, None)
-                next_check = self._send_check(pipe, upcoming)
+                next_check = self._send_check(writer, upcoming)
                 if check is not None:
-                    parts = _drop_stale(pipe.reply(check[0]), parts, check[1])
-                self._send_writes(pipe, keys, parts, counts)
+                    parts = _drop_stale(writer.stored(check[0]), parts, check[1])
+                self._send_writes(writer, keys, parts, counts)
                 check = next_check
-            pipe.drain()
+            writer.drain()
         except BaseException:
-            connection.disconnect()  # replies may be left unread on it
+            failed = True
             raise
         finally:
-            pool.release(connection)
+            if writer is not None:
+                writer.close(failed)
             if batches is not None:
                 batches.close()
             for bar in progress.values():
@@ -305,8 +313,8 @@ class RedisBulkEngine(LocalComputeEngine):
             yield codec.entity_keys_int64(chunk, join_key, project), pieces
 
     def _send_check(
-        self, pipe: _RespPipe, chunk: tuple[np.ndarray, dict[int, _Piece]] | None
-    ) -> tuple[int, list[int]] | None:
+        self, writer: Writer, chunk: tuple[np.ndarray, dict[int, _Piece]] | None
+    ) -> tuple[Ticket, list[int]] | None:
         """Ask for the stored event times of a chunk's views (unless ``skip_dedup``): the reply's
         index and the views (task indices) in the order of their fields."""
         config = self.repo_config.online_store
@@ -316,7 +324,7 @@ class RedisBulkEngine(LocalComputeEngine):
         keys, pieces = chunk
         checked = [i for i, piece in pieces.items() if len(piece.positions)]
         fields = [codec.timestamp_field(pieces[i].view.name) for i in checked]
-        return pipe.send([codec.evalsha_command(pipe.script_sha(), keys, fields)]), checked
+        return writer.send_check(keys, fields), checked
 
     def _encode_chunk(
         self,
@@ -336,7 +344,7 @@ class RedisBulkEngine(LocalComputeEngine):
         return parts
 
     def _send_writes(
-        self, pipe: _RespPipe, keys: np.ndarray, parts: list[_Part], counts: dict[int, list[int]]
+        self, writer: Writer, keys: np.ndarray, parts: list[_Part], counts: dict[int, list[int]]
     ) -> None:
         """One HSET (and EXPIRE, with a TTL) per key with the fields of every part that has a row
         for it."""
@@ -357,7 +365,8 @@ class RedisBulkEngine(LocalComputeEngine):
         if config.key_ttl_seconds and commands:
             expires = codec.expire_commands(keys[present], config.key_ttl_seconds)
             commands = [c for pair in zip(commands, expires, strict=True) for c in pair]
-        pipe.send(commands)
+            present = np.repeat(present, 2)
+        writer.send(keys, present, commands)
         for part in parts:
             counts[part.index][1] += len(part.positions) if part.keep is None else int(part.keep.sum())
 
@@ -509,83 +518,6 @@ class _Prefetch:
 @dataclass(frozen=True)
 class _Failure:
     error: BaseException
-
-
-STORED_EVENT_TIMES = """
--- The stored event times of ARGV (the views' _ts fields) in each hash of KEYS, flattened as
--- (0-based key index, 0-based field index, value) for those present: one call per chunk of keys
--- instead of one HMGET per key. Keys are first counted with EXISTS (in slices, within Lua's
--- stack), so a chunk Redis holds nothing of costs next to nothing.
-local found = 0
-for first = 1, #KEYS, 1000 do
-  found = found + redis.call('EXISTS', unpack(KEYS, first, math.min(first + 999, #KEYS)))
-end
-local out = {}
-if found == 0 then
-  return out
-end
-for k = 1, #KEYS do
-  local values = redis.call('HMGET', KEYS[k], unpack(ARGV))
-  for f = 1, #ARGV do
-    if values[f] then
-      out[#out + 1] = k - 1
-      out[#out + 1] = f - 1
-      out[#out + 1] = values[f]
-    end
-  end
-end
-return out
-"""
-
-
-class _RespPipe:
-    """Raw RESP pipelining over one redis-py connection (its handshake: auth, db, TLS), with
-    replies parsed by hiredis and read only when needed."""
-
-    def __init__(self, connection: Any) -> None:
-        import hiredis
-
-        self.connection = connection
-        self.reader = hiredis.Reader()
-        self.sent = 0  # commands sent
-        self.received = 0  # replies read
-        self._sha: bytes | None = None
-
-    def send(self, commands: Sequence[bytes]) -> int:
-        """Send ``commands``; the index of the last one's reply."""
-        if commands:
-            self.connection.send_packed_command([b"".join(commands)])
-            self.sent += len(commands)
-        return self.sent - 1
-
-    def reply(self, index: int) -> Any:
-        """The reply of command ``index`` (replies before it are read and checked)."""
-        sock = self.connection._sock
-        reply = None
-        while self.received <= index:
-            reply = self.reader.gets()
-            if reply is False:
-                data = sock.recv(1 << 20)
-                if not data:
-                    raise ConnectionError("Redis closed the connection during materialization")
-                self.reader.feed(data)
-                continue
-            if isinstance(reply, Exception):
-                raise RuntimeError(f"Redis refused a write: {reply}")
-            self.received += 1
-        return reply
-
-    def drain(self) -> None:
-        """Read (and check) the replies of every command sent so far."""
-        self.reply(self.sent - 1)
-
-    def script_sha(self) -> bytes:
-        """The SHA1 of ``STORED_EVENT_TIMES``, loaded into Redis' script cache on first use."""
-        if self._sha is None:
-            load = self.send([codec.command(b"SCRIPT", b"LOAD", STORED_EVENT_TIMES.encode())])
-            sha = self.reply(load)
-            self._sha = sha if isinstance(sha, bytes) else str(sha).encode()
-        return self._sha
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """The bulk engine against Feast's own engine on views with different entities, several row
-groups and several chunks: the same Redis bytes, and Feast's write rule on a second run."""
+groups and several chunks: the same Redis bytes, and Feast's write rule on a second run; on one
+Redis and on a Redis Cluster (keys spread over the nodes, the rule checked per hash slot)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from feast.types import Array, Float32, Float64, Int64, String
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from churnfs.store.codec import entity_keys_int64, field_key, timestamp_field
+from churnfs.store.redis_servers import connection_nodes
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 END = datetime(2025, 3, 1, tzinfo=UTC)
@@ -93,7 +95,7 @@ def _objects(folder: Path) -> list[Any]:
     return [user, wide, narrow]
 
 
-def _store(folder: Path, project: str, connection: str, bulk: bool) -> FeatureStore:
+def _store(folder: Path, project: str, connection: str, bulk: bool, redis_type: str) -> FeatureStore:
     repo = folder / project
     repo.mkdir()
     config: dict[str, object] = {
@@ -101,7 +103,7 @@ def _store(folder: Path, project: str, connection: str, bulk: bool) -> FeatureSt
         "provider": "local",
         "registry": str(repo / "registry.db"),
         "offline_store": {"type": "duckdb"},
-        "online_store": {"type": "redis", "connection_string": connection},
+        "online_store": {"type": "redis", "connection_string": connection, "redis_type": redis_type},
         "entity_key_serialization_version": 3,
     }
     if bulk:
@@ -113,7 +115,12 @@ def _store(folder: Path, project: str, connection: str, bulk: bool) -> FeatureSt
     return store
 
 
-def _client(connection: str) -> redis.Redis:
+def _client(connection: str, redis_type: str) -> Any:
+    if redis_type == "redis_cluster":
+        from redis.cluster import ClusterNode, RedisCluster
+
+        nodes = [ClusterNode(host, port) for host, port in connection_nodes(connection)]
+        return RedisCluster(startup_nodes=nodes)
     host_port, _, rest = connection.partition(",")
     host, _, port = host_port.partition(":")
     db = int(dict(p.split("=") for p in rest.split(",") if p).get("db", 0))
@@ -127,28 +134,35 @@ def _key(user: int, project: str) -> bytes:
 USERS = sorted(set(WIDE_USERS) | set(NARROW_USERS))
 
 
-@pytest.fixture
-def materialized(tmp_path: Path, redis_connection_string: str) -> Iterator[tuple[FeatureStore, redis.Redis]]:
-    """Both projects materialized into the test database: the bulk engine's store and a client."""
+@pytest.fixture(params=["redis", "redis_cluster"])
+def materialized(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[FeatureStore, Any]]:
+    """Both projects materialized into the test database (or the session's Redis Cluster): the
+    bulk engine's store and a client."""
+    redis_type = request.param
+    if redis_type == "redis_cluster":
+        connection = request.getfixturevalue("redis_cluster").connection_string
+    else:
+        connection = request.getfixturevalue("redis_connection_string")
     _write_sources(tmp_path)
-    bulk = _store(tmp_path, "bulk_engine_test", redis_connection_string, bulk=True)
-    feast = _store(tmp_path, "feast_engine_test", redis_connection_string, bulk=False)
-    client = _client(redis_connection_string)
+    bulk = _store(tmp_path, "bulk_engine_test", connection, bulk=True, redis_type=redis_type)
+    feast = _store(tmp_path, "feast_engine_test", connection, bulk=False, redis_type=redis_type)
+    client = _client(connection, redis_type)
     try:
         bulk.materialize(START, END)
         feast.materialize(START, END)
         yield bulk, client
     finally:
         for user in USERS:
-            client.delete(_key(user, "bulk_engine_test"), _key(user, "feast_engine_test"))
+            client.delete(_key(user, "bulk_engine_test"))
+            client.delete(_key(user, "feast_engine_test"))
 
 
-def _hashes(client: redis.Redis, project: str) -> list[dict[bytes, bytes]]:
+def _hashes(client: Any, project: str) -> list[dict[bytes, bytes]]:
     return [client.hgetall(_key(user, project)) for user in USERS]
 
 
 def test_bulk_engine_writes_feasts_bytes_for_views_with_different_entities(
-    materialized: tuple[FeatureStore, redis.Redis],
+    materialized: tuple[FeatureStore, Any],
 ) -> None:
     bulk, client = materialized
     ours, feasts = _hashes(client, "bulk_engine_test"), _hashes(client, "feast_engine_test")
@@ -159,7 +173,7 @@ def test_bulk_engine_writes_feasts_bytes_for_views_with_different_entities(
 
 
 def test_a_second_run_writes_only_rows_newer_than_the_stored_ones(
-    materialized: tuple[FeatureStore, redis.Redis],
+    materialized: tuple[FeatureStore, Any],
 ) -> None:
     bulk, client = materialized
     project = "bulk_engine_test"
