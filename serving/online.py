@@ -5,11 +5,13 @@ about 14 s per call with redis-py's defaults), which would turn an outage into s
 requests. So the service (1) caps that client's retries and timeouts, and (2) after a
 failure stops calling Redis at all, answering from the offline store, until a cheap ``PING``
 (at most one per ``retry_after_s``) says Redis is back: then Feast is used again, no restart.
+On a Redis Cluster one dead master is an outage too (its slots cannot be read, and after the
+cluster's node timeout every node answers CLUSTERDOWN): the probe asks every master, and the
+service returns to Redis only once all of them answer and agree the cluster is ok.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from churnfs.errors import ChurnFSError
 from serving.errors import OnlineStoreUnavailableError
 from serving.offline import ViewRow
 
@@ -50,61 +53,51 @@ class FeatureLayout:
 def parse_redis_connection_string(connection_string: str) -> dict[str, Any]:
     """Feast's Redis convention (``host:port[,db=N][,password=...][,ssl=true]``) as redis-py
     keyword arguments: the first ``host:port`` and the parameters the service needs."""
-    parts = [p.strip() for p in connection_string.split(",") if p.strip()]
-    hosts = [p for p in parts if "=" not in p]
-    if not hosts:
-        raise ValueError(f"no host:port in the Redis connection string {connection_string!r}")
-    host, _, port = hosts[0].rpartition(":") if ":" in hosts[0] else (hosts[0], "", "6379")
-    out: dict[str, Any] = {"host": host or "127.0.0.1", "port": int(port or 6379)}
-    for part in parts:
-        if "=" not in part:
-            continue
-        key, value = part.split("=", 1)
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError:
-            parsed = value
-        if key in {"db", "password", "username", "ssl"}:
-            out[key] = parsed
-    return out
+    from churnfs.store.redis_servers import connection_nodes, connection_options
+
+    try:
+        ((host, port), *_) = connection_nodes(connection_string)
+    except ChurnFSError:
+        raise ValueError(f"no host:port in the Redis connection string {connection_string!r}") from None
+    return {"host": host, "port": port, **connection_options(connection_string)}
 
 
 def describe_redis(connection_string: str) -> str:
-    """``host:port/db`` of a connection string, without secrets (for health and logs)."""
-    try:
-        kw = parse_redis_connection_string(connection_string)
-    except ValueError:
-        return "invalid connection string"
-    return f"{kw['host']}:{kw['port']}/{kw.get('db', 0)}"
+    """``host:port/db`` of a connection string (every node of a cluster), without secrets (for
+    health and logs)."""
+    from churnfs.store.redis_servers import describe_connection
+
+    return describe_connection(connection_string)
+
+
+def is_cluster(online_store_config: Any) -> bool:
+    """Whether Feast's online store config names a Redis Cluster (``redis_type: redis_cluster``)."""
+    return getattr(online_store_config, "redis_type", None) == "redis_cluster"
 
 
 class RedisProbe:
-    """A cheap, non-retrying ``PING`` with a short timeout."""
+    """A cheap, non-retrying health check with a short timeout: ``PING`` on one Redis; on a
+    cluster, every master answers and says ``cluster_state:ok`` (``churnfs.store.redis_servers``)."""
 
-    def __init__(self, connection_string: str, timeout_s: float = REDIS_TIMEOUT_S) -> None:
-        import redis
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
+    def __init__(
+        self, connection_string: str, timeout_s: float = REDIS_TIMEOUT_S, cluster: bool = False
+    ) -> None:
+        from churnfs.store.redis_servers import RedisPing
 
         self.address = describe_redis(connection_string)
-        self._client = redis.Redis(
-            **parse_redis_connection_string(connection_string),
-            socket_connect_timeout=timeout_s,
-            socket_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 0),
-        )
+        self._ping = RedisPing(connection_string, cluster=cluster, timeout_s=timeout_s)
 
     def ping(self) -> tuple[bool, str, float | None]:
         """(reachable, detail, round trip in ms)."""
         start = time.perf_counter()
-        try:
-            self._client.ping()
-        except Exception as exc:
-            return False, f"Redis at {self.address} unreachable: {exc}", None
-        return True, f"Redis at {self.address} answers", (time.perf_counter() - start) * 1000
+        problem = self._ping.problem()
+        if problem is not None:
+            return False, problem, None
+        kind = "Redis Cluster" if self._ping.cluster else "Redis"
+        return True, f"{kind} at {self.address} answers", (time.perf_counter() - start) * 1000
 
     def close(self) -> None:
-        self._client.close()
+        self._ping.close()
 
 
 def tune_feast_redis_client(store: Any, timeout_s: float = REDIS_TIMEOUT_S) -> bool:
@@ -112,8 +105,10 @@ def tune_feast_redis_client(store: Any, timeout_s: float = REDIS_TIMEOUT_S) -> b
 
     Feast creates the redis-py client lazily with the library's default retry policy; there is no
     configuration knob for it, so reach it once through the provider and set one immediate retry
-    (which reconnects after a Redis restart) and short socket timeouts. Returns False when the
-    online store is not Redis."""
+    (which reconnects after a Redis restart) and short socket timeouts. On a Redis Cluster the
+    same goes for the cluster client (its default retries back off for seconds) and for the
+    connection settings of every node it knows or will discover. Returns False when the online
+    store is not Redis."""
     from feast.infra.online_stores.redis import RedisOnlineStore
     from redis.backoff import NoBackoff
     from redis.retry import Retry
@@ -126,17 +121,34 @@ def tune_feast_redis_client(store: Any, timeout_s: float = REDIS_TIMEOUT_S) -> b
         return False
     client = online_store._get_client(store.config.online_store)
     client.set_retry(Retry(NoBackoff(), 1))
-    kwargs = client.connection_pool.connection_kwargs
-    kwargs.setdefault("socket_connect_timeout", timeout_s)
-    if kwargs.get("socket_timeout") is None:
-        kwargs["socket_timeout"] = timeout_s
+    if is_cluster(store.config.online_store):
+        # New nodes take nodes_manager's settings; known nodes have their own pools.
+        pools = [
+            node.redis_connection.connection_pool for node in client.get_nodes() if node.redis_connection
+        ]
+        all_kwargs = [client.nodes_manager.connection_kwargs, *(pool.connection_kwargs for pool in pools)]
+    else:
+        all_kwargs = [client.connection_pool.connection_kwargs]
+    for kwargs in all_kwargs:
+        kwargs.setdefault("socket_connect_timeout", timeout_s)
+        if kwargs.get("socket_timeout") is None:
+            kwargs["socket_timeout"] = timeout_s
     return True
 
 
 def _redis_errors() -> tuple[type[BaseException], ...]:
+    """What an unreachable Redis raises; on a cluster also a dead node's slots (CLUSTERDOWN, slots
+    not covered) and redis-py's own cluster errors."""
     import redis
 
-    return (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, ConnectionError, TimeoutError)
+    return (
+        redis.exceptions.ConnectionError,
+        redis.exceptions.TimeoutError,
+        redis.exceptions.ClusterError,
+        redis.exceptions.RedisClusterException,
+        ConnectionError,
+        TimeoutError,
+    )
 
 
 @dataclass

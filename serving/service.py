@@ -30,7 +30,14 @@ from serving.model import (
     top_features,
 )
 from serving.offline import OfflineSnapshots
-from serving.online import FeatureLayout, OnlineFeatures, RedisProbe, describe_redis, tune_feast_redis_client
+from serving.online import (
+    FeatureLayout,
+    OnlineFeatures,
+    RedisProbe,
+    describe_redis,
+    is_cluster,
+    tune_feast_redis_client,
+)
 from serving.prediction_log import PredictionLog, prediction_record
 
 logger = logging.getLogger(__name__)
@@ -135,7 +142,8 @@ class ServingState:
         self.problems.pop("registry", None)
         probe = None
         if tune_feast_redis_client(store):
-            probe = RedisProbe(store.config.online_store.connection_string)
+            config = store.config.online_store
+            probe = RedisProbe(config.connection_string, cluster=is_cluster(config))
         self.online = OnlineFeatures(store, service, self.layout, probe)
         ok, detail, _ = self.online.check()
         self.metrics.online_store_up.set(1 if ok else 0)
