@@ -120,8 +120,11 @@ def install_repo_file_listing() -> None:
     """Make Feast's ``parse_repo`` list the repository with ``list_repo_files`` (idempotent). A
     replacement someone else installed is left in place; a Feast that no longer lists files this
     way keeps its own listing (slow, same result), and tests/unit/test_private_apis.py says so."""
-    if feast_repo_operations.__dict__.get("get_repo_files") is not feast_get_repo_files:
+    current = feast_repo_operations.__dict__.get("get_repo_files")
+    if current is list_repo_files:
         return
+    if current is not feast_get_repo_files or getattr(current, "__module__", None) != "feast.repo_operations":
+        return  # not Feast's own function: someone else's replacement
     if not feast_lists_with_get_repo_files():
         logger.debug("feast: parse_repo no longer lists files with get_repo_files; kept Feast's listing")
         return

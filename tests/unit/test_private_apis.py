@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import inspect
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -158,6 +159,56 @@ def test_private_callable_still_accepts_the_call_churnfs_makes(call: PrivateCall
             f"({call.positional} positional, keywords {list(call.keywords)}; used by {call.where}): "
             f"{exc}; see {DOC}"
         )
+
+
+def test_feast_parse_repo_still_lists_files_through_get_repo_files() -> None:
+    import feast.repo_operations as repo_operations
+
+    from churnfs.store import repo_files
+
+    where = "churnfs/store/repo_files.py, installed by churnfs/store/offline.py"
+    feasts = repo_files.feast_get_repo_files
+    assert feasts is not None and feasts.__module__ == "feast.repo_operations", (
+        f"feast.repo_operations.get_repo_files is gone ({where}): `feast apply` walks .venv/ again; see {DOC}"
+    )
+    try:
+        inspect.signature(feasts).bind(object())
+        inspect.signature(repo_operations.read_feastignore).bind(object())
+    except (TypeError, AttributeError) as exc:
+        pytest.fail(
+            f"feast.repo_operations.get_repo_files(repo_root) or read_feastignore(repo_root) changed "
+            f"({where}): {exc}; see {DOC}"
+        )
+    assert repo_files.feast_lists_with_get_repo_files(), (
+        "feast.repo_operations.parse_repo no longer looks get_repo_files up as a module global, so "
+        f"replacing it has no effect ({where}): `feast apply` walks .venv/ again; see {DOC}"
+    )
+
+
+def test_feast_get_repo_files_still_ignores_exactly_these_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import feast.repo_operations as repo_operations
+
+    from churnfs.store.repo_files import FEAST_DEFAULT_IGNORES, feast_get_repo_files
+
+    assert feast_get_repo_files is not None
+    passed: list[list[str]] = []
+    get_ignore_files = getattr(repo_operations, "get_ignore_files", None)
+    if get_ignore_files is None:
+        pytest.fail(f"feast.repo_operations.get_ignore_files is gone: re-read get_repo_files; see {DOC}")
+
+    def recording(repo_root: Path, ignore_paths: list[str]) -> Any:
+        passed.append(list(ignore_paths))
+        return get_ignore_files(repo_root, ignore_paths)
+
+    monkeypatch.setattr(repo_operations, "get_ignore_files", recording)
+    feast_get_repo_files(tmp_path)  # no .feastignore: only Feast's own defaults
+    assert passed == [list(FEAST_DEFAULT_IGNORES)], (
+        f"feast.repo_operations.get_repo_files now ignores {passed} besides .feastignore, not "
+        f"{list(FEAST_DEFAULT_IGNORES)}: update FEAST_DEFAULT_IGNORES in churnfs/store/repo_files.py; "
+        f"see {DOC}"
+    )
 
 
 def test_redis_connection_string_parsing_still_splits_nodes_and_options() -> None:

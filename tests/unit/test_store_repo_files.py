@@ -12,6 +12,7 @@ import pytest
 from feast.repo_config import load_repo_config
 
 from churnfs.settings import PROJECT_ROOT
+from churnfs.store import repo_files
 from churnfs.store.repo_files import feast_get_repo_files, install_repo_file_listing, list_repo_files
 
 FILES = [
@@ -156,5 +157,18 @@ def test_installing_twice_or_over_another_replacement_changes_nothing() -> None:
         return []
 
     feast_repo_operations.get_repo_files = someone_elses
+    install_repo_file_listing()
+    assert feast_repo_operations.get_repo_files is someone_elses
+
+
+def test_a_replacement_made_before_churnfs_was_imported_is_left_in_place(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def someone_elses(repo_root: Path) -> list[Path]:
+        return []
+
+    # What churnfs.store.repo_files would have kept as "Feast's own" had it been imported after.
+    monkeypatch.setattr(repo_files, "feast_get_repo_files", someone_elses)
+    monkeypatch.setattr(feast_repo_operations, "get_repo_files", someone_elses)
     install_repo_file_listing()
     assert feast_repo_operations.get_repo_files is someone_elses
