@@ -100,15 +100,15 @@ def run(workdir: Path, users: int, runs: int = 3) -> list[Row]:
     from churnfs.store.redis_servers import start_redis_cluster, start_redis_server
 
     world = build_world(workdir, users)
-    server = start_redis_server(workdir / "redis")
+    server = start_redis_server(workdir / "servers" / "redis")
     cluster = None
     try:
-        cluster = start_redis_cluster(workdir / "redis-cluster", masters=MASTERS)
+        cluster = start_redis_cluster(workdir / "servers" / "redis-cluster", masters=MASTERS)
         connections = {"redis": server.address, "redis_cluster": cluster.connection_string}
         data_dirs = {}
         for target in TARGETS:
-            data_dir = workdir / target
-            data_dir.mkdir()
+            data_dir = workdir / "worlds" / target
+            data_dir.mkdir(parents=True)
             (data_dir / "offline_store").symlink_to(world.offline_store_dir.resolve())
             (data_dir / "raw").symlink_to(world.raw_dir.resolve())
             settings = world.model_copy(
