@@ -6,8 +6,9 @@ by the same entity it
 
 1. finds the latest row per entity in ``[start, end]`` of each view's parquet file from the key
    and time columns alone (Feast's ``pull_latest_from_table_or_query`` semantics; other sources,
-   and files with refreshed parts appended, go through the configured offline store), and reads
-   only the row groups that hold one,
+   files with refreshed parts appended, and every source when the offline store is Spark, go
+   through the configured offline store's ``pull_latest``), and reads only the row groups that
+   hold one,
 2. encodes keys, values and event times a column at a time (``churnfs.store.codec``), checking each
    view's first rows byte for byte against Feast's own converter,
 3. honours Feast's write rule (a row whose event time is not newer than the stored one is skipped,
@@ -174,12 +175,17 @@ class RedisBulkEngine(LocalComputeEngine):
         assert isinstance(source, FileSource)
         path = Path(FileSource.get_uri_for_file_path(self.repo_config.repo_path, source.path))
         if (
-            path.is_file()
+            not self.offline_store_is_spark()  # OFFLINE_STORE=spark: Spark finds the latest rows
+            and path.is_file()
             and (source.file_format is None or isinstance(source.file_format, ParquetFormat))
             and not part_files(path)
         ):
             return path
         return None
+
+    def offline_store_is_spark(self) -> bool:
+        """Is the offline store Feast's Spark store (``churnfs.store.spark_offline``)?"""
+        return str(getattr(self.repo_config.offline_store, "type", "")).endswith("SparkOfflineStore")
 
     def _row_bytes(self, task: MaterializationTask) -> float:
         """About how many bytes a row of the view's features holds, decoded (parquet metadata);

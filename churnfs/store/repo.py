@@ -72,6 +72,14 @@ def load_repo_config(settings: Settings) -> RepoConfig:
             raw["online_store"] = override
         else:
             raw["online_store"] = {**raw.get("online_store", {}), **override}
+    if settings.offline_store == "spark":
+        # Feast's Spark store over the same parquet sources (churnfs/store/spark_offline.py)
+        from churnfs.spark import spark_conf
+
+        raw["offline_store"] = {
+            "type": "churnfs.store.spark_offline.ChurnSparkOfflineStore",
+            "spark_conf": spark_conf(settings),
+        }
     try:
         config = RepoConfig(**raw)
         # Feast validates the nested sections lazily: touch them now for one clear error.

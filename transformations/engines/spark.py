@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 
 from churnfs.errors import MissingDataError
 from churnfs.settings import Settings
-from churnfs.spark import spark_session
+from churnfs.spark import job_failure, spark_session
 from transformations.engines.base import FeatureEngine, JobContext, Output, Steps
 from transformations.groups import (
     GROUP_INPUT,
@@ -256,8 +256,15 @@ def _payload(outputs: list[tuple[str, pa.Table]]) -> pa.Table:
 
 
 def _run(plan: DataFrame) -> dict[str, list[pa.Table]]:
-    """Run a plan of bucket tasks; each output's tables, one per bucket."""
-    collected = plan.toArrow()
+    """Run a plan of bucket tasks; each output's tables, one per bucket. A failed task (or lost
+    executor) is a ``SparkJobError`` naming the cause."""
+    from py4j.protocol import Py4JError
+    from pyspark.errors.exceptions.captured import CapturedException
+
+    try:
+        collected = plan.toArrow()
+    except (CapturedException, Py4JError) as exc:
+        raise job_failure(exc) from exc
     tables: dict[str, list[pa.Table]] = defaultdict(list)
     for name, blob in zip(
         collected.column("name").to_pylist(), collected.column("payload").to_pylist(), strict=True
