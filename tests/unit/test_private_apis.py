@@ -49,12 +49,6 @@ CALLS = [
         method=True,
     ),
     PrivateCall(
-        "feast.infra.online_stores.redis:RedisOnlineStore",
-        "_parse_connection_string",
-        "churnfs/store/repo.py",
-        positional=1,
-    ),
-    PrivateCall(
         "feast.infra.online_stores.redis", "_versioned_fv_name", "churnfs/store/online.py", positional=2
     ),
     PrivateCall(
@@ -211,19 +205,6 @@ def test_feast_get_repo_files_still_ignores_exactly_these_defaults(
     )
 
 
-def test_redis_connection_string_parsing_still_splits_nodes_and_options() -> None:
-    from feast.infra.online_stores.redis import RedisOnlineStore
-
-    parsed = RedisOnlineStore._parse_connection_string("redis.internal:6380,db=2,password=pw,ssl=true")
-    assert parsed == (
-        [{"host": "redis.internal", "port": "6380"}],
-        {"db": 2, "password": "pw", "ssl": True},
-    ), (
-        f"RedisOnlineStore._parse_connection_string returns {parsed!r}: churnfs/store/repo.py reads "
-        f"(nodes, options); see {DOC}"
-    )
-
-
 def _user_view() -> Any:
     from feast import Entity, FeatureView, Field, FileSource
     from feast.types import Float64
@@ -301,10 +282,28 @@ def test_redis_connection_still_keeps_its_socket_in_sock() -> None:
 
     connection = redis.Connection()
     assert hasattr(connection, "_sock") and connection._sock is None, (
-        "redis.Connection no longer keeps its socket in _sock (churnfs/store/engine.py reads raw "
+        "redis.Connection no longer keeps its socket in _sock (churnfs/store/resp.py reads raw "
         f"replies from it); see {DOC}"
     )
     assert callable(getattr(connection, "send_packed_command", None))
+
+
+def test_redis_cluster_still_keeps_its_slot_map_and_node_pools_in_the_nodes_manager() -> None:
+    from redis.cluster import ClusterNode, NodesManager, RedisCluster
+
+    where = "churnfs/store/resp.py (ClusterWriter) and serving/online.py (tune_feast_redis_client)"
+    assert "self.nodes_manager = NodesManager(" in inspect.getsource(RedisCluster.__init__), (
+        f"RedisCluster no longer keeps its NodesManager in nodes_manager ({where}); see {DOC}"
+    )
+    setup = inspect.getsource(NodesManager)
+    for attribute in ("slots_cache", "connection_kwargs"):
+        assert f"self.{attribute} =" in setup, f"NodesManager no longer sets {attribute} ({where}); see {DOC}"
+    assert list(inspect.signature(NodesManager.create_redis_connections).parameters) == ["self", "nodes"], (
+        f"NodesManager.create_redis_connections(nodes) changed (churnfs/store/resp.py); see {DOC}"
+    )
+    assert ClusterNode("127.0.0.1", 7000).redis_connection is None, (
+        f"ClusterNode no longer has redis_connection ({where}); see {DOC}"
+    )
 
 
 def test_mlflow_pyfunc_model_impl_is_still_what_the_loader_returned() -> None:
