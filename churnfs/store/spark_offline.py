@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import hashlib
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -109,47 +108,19 @@ class ChurnSparkOfflineStore(SparkOfflineStore):
         )
 
     @staticmethod
-    def pull_latest_from_table_or_query(
-        config: RepoConfig,
-        data_source: DataSource,
-        join_key_columns: list[str],
-        feature_name_columns: list[str],
-        timestamp_field: str,
-        created_timestamp_column: str | None,
-        start_date: datetime,
-        end_date: datetime,
+    def pull_latest_from_table_or_query(  # type: ignore[override]  # passes Feast's arguments on
+        config: RepoConfig, data_source: DataSource, *args: Any, **kwargs: Any
     ) -> RetrievalJob:
         return SparkOfflineStore.pull_latest_from_table_or_query(
-            config,
-            spark_source(config, data_source),
-            join_key_columns,
-            feature_name_columns,
-            timestamp_field,
-            created_timestamp_column,
-            start_date,
-            end_date,
+            config, spark_source(config, data_source), *args, **kwargs
         )
 
     @staticmethod
-    def pull_all_from_table_or_query(
-        config: RepoConfig,
-        data_source: DataSource,
-        join_key_columns: list[str],
-        feature_name_columns: list[str],
-        timestamp_field: str,
-        created_timestamp_column: str | None = None,
-        start_date: datetime | None = None,
-        end_date: datetime | None = None,
+    def pull_all_from_table_or_query(  # type: ignore[override]  # passes Feast's arguments on
+        config: RepoConfig, data_source: DataSource, *args: Any, **kwargs: Any
     ) -> RetrievalJob:
         return SparkOfflineStore.pull_all_from_table_or_query(
-            config,
-            spark_source(config, data_source),
-            join_key_columns,
-            feature_name_columns,
-            timestamp_field,
-            created_timestamp_column,
-            start_date,
-            end_date,
+            config, spark_source(config, data_source), *args, **kwargs
         )
 
     @staticmethod

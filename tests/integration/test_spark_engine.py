@@ -32,6 +32,7 @@ from churnfs.spark import (
     start_standalone_cluster,
     stop_spark,
 )
+from transformations.groups import GROUP_INPUT, GROUP_VIEWS
 
 pytest.importorskip("pyspark", reason="the spark extra is not installed (pip install -e '.[spark]')")
 if java_executable() is None:
@@ -39,14 +40,8 @@ if java_executable() is None:
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark]
 
-VIEWS = (
-    "user_profile_features",
-    "user_activity_features",
-    "user_review_features",
-    "user_review_embeddings",
-    "churn_labels",
-)
-QUARANTINE = ("user_table", "event_logs", "review_table", "target_table")
+VIEWS = tuple(view for views in GROUP_VIEWS.values() for view in views)
+QUARANTINE = ("user_table", *(table for table in GROUP_INPUT.values() if table))
 FLOAT_TOLERANCE = 1e-9
 VECTOR_TOLERANCE = 1e-6  # float32 embeddings and topic mixes
 
