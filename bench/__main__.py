@@ -24,7 +24,18 @@ from pathlib import Path
 
 from bench.common import REPO, Row, machine_description
 
-SUITES = ["generate", "features", "reviews", "materialize", "online", "cluster", "train", "serve", "monitor"]
+SUITES = [
+    "generate",
+    "features",
+    "reviews",
+    "materialize",
+    "online",
+    "cluster",
+    "train",
+    "serve",
+    "monitor",
+    "spark",
+]
 DOC = REPO / "docs" / "benchmarks.md"
 HEADER = (
     "# Benchmarks\n\nWritten by `make bench` (`python -m bench`); each section is one suite's latest run,"
