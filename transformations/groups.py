@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from churnfs.errors import InvalidInputError, MissingDataError
 from churnfs.settings import Settings
+from churnfs.store.parts import STREAM_PARTS_DIR, source_files
 from churnfs.world import WorldSpec
 from transformations.activity import build_activity_features
 from transformations.labels import build_churn_labels
@@ -81,26 +82,56 @@ def raw_table_path(settings: Settings, table: str) -> Path:
     return settings.raw_dir / f"{table}.parquet"
 
 
-def read_raw_table(settings: Settings, table: str, user_id: int | None = None) -> pa.Table:
-    """Read one raw table (its contract columns, canonical types) after checking its schema.
+def raw_table_files(settings: Settings, table: str) -> list[Path]:
+    """Every parquet file holding a raw table's rows: the generated file, then the parts the stream
+    consumer appended beside it (``raw/stream/<table>/``, ``churnfs.stream``), oldest first.
 
-    With ``user_id``, DuckDB reads only that user's rows (the filter is pushed into the parquet
-    scan, so row groups whose statistics exclude the user are skipped).
+    Raises:
+        MissingDataError: the generated file is missing (parts alone are not a world).
     """
     path = raw_table_path(settings, table)
     if not path.exists():
         raise MissingDataError(f"raw table {table} not found at {path}: run `make data` first")
-    check_schema(table, pq.read_schema(path))
+    return source_files(path, STREAM_PARTS_DIR)
+
+
+def read_raw_table(
+    settings: Settings,
+    table: str,
+    user_id: int | None = None,
+    user_ids: Sequence[int] | None = None,
+) -> pa.Table:
+    """Read one raw table (its contract columns, canonical types) after checking its schema: the
+    generated file, then the rows the stream appended (``raw_table_files``), in that order.
+
+    With ``user_id`` (or several ``user_ids``), DuckDB reads only those users' rows (the filter
+    is pushed into the parquet scan, so row groups whose statistics exclude them are skipped).
+    """
+    files = raw_table_files(settings, table)
+    for path in files:
+        check_schema(table, pq.read_schema(path))
     columns = list(RAW_SCHEMAS[table])
-    if user_id is None:
-        data = pq.read_table(path, columns=columns)
-    else:
-        with connect() as con:
-            column_list = ", ".join(f'"{c}"' for c in columns)
-            data = con.sql(
-                f"SELECT {column_list} FROM read_parquet($path) WHERE user_id = $user_id",
-                params={"path": str(path), "user_id": int(user_id)},
-            ).to_arrow_table()
+    wanted = [int(user_id)] if user_id is not None else None
+    if user_ids is not None:
+        wanted = [*(wanted or []), *(int(u) for u in user_ids)]
+    if wanted is None:
+        tables = [conform(table, pq.read_table(path, columns=columns)) for path in files]
+        return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+    ids = sorted(set(wanted))
+    if not ids:
+        return conform(table, pq.read_schema(files[0]).empty_table().select(columns))
+    # integer literals (cast above): DuckDB prunes row groups by an IN list of constants
+    where = f"user_id = {ids[0]}" if len(ids) == 1 else f"user_id IN ({', '.join(map(str, ids))})"
+    with connect() as con:
+        column_list = ", ".join(f'"{c}"' for c in columns)
+        # file order first, then row order within a file: what a plain read gives
+        data = con.sql(
+            f"""SELECT {column_list} FROM read_parquet(
+                $paths, filename = true, file_row_number = true, union_by_name = true)
+            WHERE {where}
+            ORDER BY list_position($paths, filename), file_row_number""",
+            params={"paths": [str(p) for p in files]},
+        ).to_arrow_table()
     return conform(table, data)
 
 

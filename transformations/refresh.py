@@ -22,7 +22,7 @@ from churnfs.world import load_world_spec
 from transformations.activity import build_activity_features
 from transformations.groups import (
     GROUP_VIEWS,
-    raw_table_path,
+    raw_table_files,
     read_raw_table,
     review_group_features,
     select_groups,
@@ -51,16 +51,19 @@ RAW_TIME_COLUMNS: dict[str, str] = {
 
 
 def newest_raw_time(settings: Settings, before: datetime) -> datetime | None:
-    """The newest event, review or signup time in the raw tables, among rows before ``before``
-    (rows at or after the world's end are quarantined, so they never count); None without any."""
+    """The newest event, review or signup time in the raw tables (with the events the stream
+    appended), among rows before ``before`` (rows at or after the world's end are quarantined, so
+    they never count); None without any."""
     selects: list[str] = []
     params: dict[str, object] = {"before": before}
     for i, (table, column) in enumerate(RAW_TIME_COLUMNS.items()):
-        path = raw_table_path(settings, table)
-        if not path.exists():
-            raise MissingDataError(f"raw table {table} not found at {path}: run `make data` first")
-        selects.append(f'SELECT max("{column}") AS t FROM read_parquet($path{i}) WHERE "{column}" < $before')
-        params[f"path{i}"] = str(path)
+        # the generated file and the stream's parts beside it (raises when the file is missing)
+        files = raw_table_files(settings, table)
+        selects.append(
+            f'SELECT max("{column}") AS t FROM read_parquet($paths{i}, union_by_name = true) '
+            f'WHERE "{column}" < $before'
+        )
+        params[f"paths{i}"] = [str(path) for path in files]
     with connect() as con:
         row = con.execute(f"SELECT max(t) FROM ({' UNION ALL '.join(selects)})", params).fetchone()
     newest = row[0] if row else None

@@ -20,23 +20,27 @@ from churnfs.io import write_parquet_atomic
 
 PARTS_DIR = "refreshes"
 """The folder, beside the source files, holding one sub-folder of parts per source file."""
+STREAM_PARTS_DIR = "stream"
+"""The folder, beside the raw tables, holding the events the stream consumer appended
+(``churnfs.stream``): raw rows, never superseded by a rebuild, so ``drop_parts`` is not for them."""
 
 
-def parts_dir(source_file: Path) -> Path:
-    """Where the parts appended to ``source_file`` live: ``<folder>/refreshes/<file stem>/``."""
+def parts_dir(source_file: Path, folder: str = PARTS_DIR) -> Path:
+    """Where the parts appended to ``source_file`` live: ``<folder of the file>/<folder>/<file stem>/``
+    (``folder``: ``refreshes`` for the offline store, ``stream`` for the raw events)."""
     source_file = Path(source_file)
-    return source_file.parent / PARTS_DIR / source_file.stem
+    return source_file.parent / folder / source_file.stem
 
 
-def part_files(source_file: Path) -> list[Path]:
+def part_files(source_file: Path, folder: str = PARTS_DIR) -> list[Path]:
     """The parts appended to ``source_file``, oldest name first (names start with the as-of time)."""
-    return sorted(parts_dir(source_file).glob("*.parquet"))
+    return sorted(parts_dir(source_file, folder).glob("*.parquet"))
 
 
-def source_files(source_file: Path) -> list[Path]:
+def source_files(source_file: Path, folder: str = PARTS_DIR) -> list[Path]:
     """Every parquet file holding a source's rows: the batch file (if written), then its parts."""
     source_file = Path(source_file)
-    return ([source_file] if source_file.exists() else []) + part_files(source_file)
+    return ([source_file] if source_file.exists() else []) + part_files(source_file, folder)
 
 
 def part_name(as_of: datetime, created: datetime, label: str) -> str:
@@ -57,10 +61,10 @@ def conform_to_source(table: pa.Table, source_file: Path) -> pa.Table:
     return table
 
 
-def append_part(source_file: Path, table: pa.Table, name: str) -> Path:
+def append_part(source_file: Path, table: pa.Table, name: str, folder: str = PARTS_DIR) -> Path:
     """Write ``table`` as a new part of ``source_file`` (atomically; an existing part is never
     replaced) and return its path."""
-    path = parts_dir(source_file) / name
+    path = parts_dir(source_file, folder) / name
     if path.exists():
         raise FileExistsError(f"{path} already exists: parts are never overwritten")
     write_parquet_atomic(conform_to_source(table, source_file), path)
