@@ -217,3 +217,7 @@ def summary(
 from churnfs.store.commands import register as register_store_commands  # noqa: E402
 
 register_store_commands(app, _clean_errors)
+
+from churnfs.stream.commands import register as register_stream_commands  # noqa: E402
+
+register_stream_commands(app, _clean_errors)

@@ -74,6 +74,25 @@ class Settings(BaseSettings):
         default=0, ge=0, description="User buckets (Spark groups) of the feature job; 0: 4 per core."
     )
 
+    # Stream (docs/stream.md): Redis Stream on the online store's Redis
+    stream_key: str = Field(default="churnfs:events", description="The Redis Stream of raw events.")
+    stream_group: str = Field(default="churnfs-features", description="The consumer group.")
+    stream_batch_size: int = Field(default=500, ge=1, description="Most entries in one micro-batch.")
+    stream_batch_ms: int = Field(
+        default=100, ge=1, description="Longest wait (ms) to fill a micro-batch once its first entry came."
+    )
+    stream_claim_idle_ms: int = Field(
+        default=30_000,
+        ge=1,
+        description="A peer's entry pending this long (ms) is taken over (XAUTOCLAIM): its consumer is "
+        "taken for dead.",
+    )
+    stream_lock_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="The write lock's lease: a consumer killed while holding it blocks the others this long.",
+    )
+
     # NLP
     embedding_model: str = Field(
         default="all-MiniLM-L6-v2",

@@ -152,6 +152,21 @@ def _client(host: str, port: int, options: dict[str, Any], timeout_s: float) -> 
     )
 
 
+def redis_client(connection_string: str, timeout_s: float = 5.0) -> Any:
+    """A redis-py client on the first node of a Feast connection string (host, port, ``db``,
+    ``password``, ``username``, ``ssl``), with ``timeout_s`` to connect and per command."""
+    import redis
+
+    host, port = connection_nodes(connection_string)[0]
+    return redis.Redis(
+        host=host,
+        port=port,
+        socket_connect_timeout=timeout_s,
+        socket_timeout=timeout_s,
+        **connection_options(connection_string),
+    )
+
+
 class RedisPing:
     """A cheap, non-retrying health check of the online store: a PING for one server; for a
     cluster, ``CLUSTER SLOTS`` from the first listed node that answers, then ``CLUSTER INFO`` of

@@ -1,0 +1,87 @@
+"""``churnfs stream publish|consume|status``, registered on the ``churnfs`` app by ``register``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from churnfs.cli_common import DataDirOption, console, print_summary, settings_for
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def publish_command(
+    start: Annotated[datetime, typer.Option("--from", help="First event time (UTC), inclusive.")],
+    end: Annotated[datetime, typer.Option("--to", help="Last event time (UTC), exclusive.")],
+    speed: Annotated[
+        float | None,
+        typer.Option("--speed", help="N times the events' own pace (default: as fast as possible)."),
+    ] = None,
+    rate: Annotated[
+        float | None, typer.Option("--rate", help="Events per second instead of --speed.")
+    ] = None,
+    source: Annotated[
+        Path | None,
+        typer.Option("--source", help="World folder to read the events from (default: DATA_DIR)."),
+    ] = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Replay a world's raw events in [FROM, TO) into the stream (STREAM_KEY), in time order."""
+    from churnfs.stream.publish import publish_events
+
+    settings = settings_for(data_dir)
+    source_settings = settings.model_copy(update={"data_dir": source}) if source else None
+    summary = publish_events(settings, _utc(start), _utc(end), speed=speed, rate=rate, source=source_settings)
+    print_summary("stream publish", summary)
+
+
+def consume_command(
+    max_idle: Annotated[
+        float | None,
+        typer.Option(
+            "--max-idle", help="Stop after this many seconds without entries (default: run forever)."
+        ),
+    ] = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Join the consumer group and turn entries into raw-store rows and fresh activity features."""
+    from churnfs.stream.consumer import StreamConsumer
+
+    consumer = StreamConsumer(settings_for(data_dir))
+    console.print(f"consumer {consumer.name} in group {consumer.settings.stream_group}", highlight=False)
+    try:
+        stats = consumer.run(max_idle_s=max_idle)
+    except KeyboardInterrupt:
+        stats = consumer.stats
+    print_summary("stream consume", stats.summary())
+
+
+def status_command(data_dir: DataDirOption = None) -> None:
+    """Print the stream's length, the group's lag and pending entries, and its consumers."""
+    from churnfs.stream.status import stream_status
+
+    status = stream_status(settings_for(data_dir))
+    consumers = status.pop("consumers")
+    print_summary("stream status", status)
+    for consumer in consumers:
+        console.print(
+            f"  {consumer['name']}: {consumer['pending']} pending, idle {consumer['idle_ms'] / 1000:.1f} s",
+            highlight=False,
+        )
+
+
+def register(app: typer.Typer, clean_errors: Callable[[Any], Any]) -> None:
+    """Add ``churnfs stream ...`` to ``app``."""
+    stream = typer.Typer(
+        help="The live event stream: publish, consume, status (docs/stream.md).", no_args_is_help=True
+    )
+    stream.command("publish")(clean_errors(publish_command))
+    stream.command("consume")(clean_errors(consume_command))
+    stream.command("status")(clean_errors(status_command))
+    app.add_typer(stream, name="stream")

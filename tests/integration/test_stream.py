@@ -1,0 +1,315 @@
+"""The stream path against a real Redis: events published to ``churnfs:events`` end up in the raw
+store exactly once, and every touched user's online activity values equal a batch recompute from
+the raw store as of the same time, also after a consumer is killed with SIGKILL, with two
+consumers at once, and with malformed entries in the stream.
+
+The consumer's world is a copy of the session's small world whose events of one week (a couple of
+thousand) were taken out of ``event_logs.parquet``; the small world itself is the source the
+publisher replays that week from. Each test gets a fresh copy and an empty Redis database.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from churnfs.settings import Settings
+from churnfs.store.parts import STREAM_PARTS_DIR, part_files
+from churnfs.store.redis_servers import RedisServer, redis_client
+from churnfs.world import load_world_spec
+from tests.conftest import start_private_redis
+
+pytestmark = pytest.mark.integration
+
+HELD_BACK_DAYS = 7
+STREAM_ENV = {"STREAM_BATCH_SIZE": "100", "STREAM_CLAIM_IDLE_MS": "1000", "STREAM_LOCK_TIMEOUT_S": "2"}
+
+
+@dataclass
+class StreamWorld:
+    base: Path
+    source: Settings
+    start: datetime
+    end: datetime
+    held_back: pa.Table
+    server: RedisServer
+
+
+@pytest.fixture(scope="module")
+def stream_world(small_world: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StreamWorld]:
+    """A consumer world without one week of events, its registry applied, and a private Redis."""
+    from churnfs.store import apply_repo
+
+    workdir = tmp_path_factory.mktemp("stream")
+    spec = load_world_spec(small_world.raw_dir)
+    end = spec.end - timedelta(days=1)
+    start = end - timedelta(days=HELD_BACK_DAYS)
+    base = workdir / "base"
+    (base / "raw").mkdir(parents=True)
+    for path in small_world.raw_dir.iterdir():
+        if path.is_file() and path.name != "event_logs.parquet":
+            shutil.copy(path, base / "raw" / path.name)
+    events = pq.read_table(small_world.raw_dir / "event_logs.parquet")
+    times = events.column("event_timestamp")
+    week = pc.and_(
+        pc.greater_equal(times, pa.scalar(start, times.type)), pc.less(times, pa.scalar(end, times.type))
+    )
+    pq.write_table(events.filter(pc.invert(week)), base / "raw" / "event_logs.parquet")
+    server = start_private_redis(workdir / "redis")
+    try:
+        apply_repo(Settings(data_dir=base, redis_connection_string=f"127.0.0.1:{server.port}"))
+        yield StreamWorld(base, small_world, start, end, events.filter(week), server)
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def world(stream_world: StreamWorld, tmp_path: Path) -> Settings:
+    """A fresh copy of the consumer world on an empty Redis, with small, quickly claimed batches."""
+    data_dir = tmp_path / "world"
+    shutil.copytree(stream_world.base, data_dir)
+    redis_client(f"127.0.0.1:{stream_world.server.port}").flushall()
+    return Settings(
+        data_dir=data_dir,
+        redis_connection_string=f"127.0.0.1:{stream_world.server.port}",
+        stream_batch_size=100,
+        stream_claim_idle_ms=1000,
+        stream_lock_timeout_s=2,
+    )
+
+
+def _consumer_process(settings: Settings) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        **STREAM_ENV,
+        "DATA_DIR": str(settings.data_dir),
+        "REDIS_CONNECTION_STRING": settings.redis_connection_string,
+    }
+    churnfs = Path(sys.executable).parent / "churnfs"
+    return subprocess.Popen(
+        [str(churnfs), "stream", "consume", "--max-idle", "4"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def _consume_until_drained(settings: Settings) -> Any:
+    from churnfs.stream.consumer import StreamConsumer
+
+    return StreamConsumer(settings, name="test-consumer").run(max_idle_s=3)
+
+
+def _online_activity(
+    settings: Settings, user_ids: list[int]
+) -> tuple[dict[int, datetime], dict[int, dict[str, Any]]]:
+    """Each user's online activity row: its event time and values."""
+    from churnfs.store import get_store
+    from transformations.activity import ACTIVITY_COLUMNS
+
+    store = get_store(settings, check_online=False)
+    columns = store.get_online_features(
+        features=[f"user_activity_features:{c}" for c in ACTIVITY_COLUMNS],
+        entity_rows=[{"user_id": u} for u in user_ids],
+    ).to_dict(include_event_timestamps=True)
+    times, values = {}, {}
+    for i, user in enumerate(user_ids):
+        seconds = max((columns[f"{c}__ts"][i] or 0) for c in ACTIVITY_COLUMNS)
+        times[user] = datetime.fromtimestamp(seconds, tz=UTC)
+        values[user] = {c: columns[c][i] for c in ACTIVITY_COLUMNS}
+    return times, values
+
+
+def _same(online: Any, batch: Any) -> bool:
+    if isinstance(batch, list):
+        return (
+            online is not None
+            and len(online) == len(batch)
+            and all(_same(o, b) for o, b in zip(online, batch, strict=True))
+        )
+    if isinstance(batch, float):
+        return online is not None and math.isclose(float(online), batch, rel_tol=1e-6, abs_tol=1e-9)
+    return bool(online == batch)
+
+
+def assert_drained_and_equal_to_batch(settings: Settings, published: pa.Table) -> int:
+    """Every published usable event is in the raw store exactly once, nothing is pending, and every
+    touched user's online activity row equals the batch job's recompute as of its event time.
+    Returns how many users were compared."""
+    from churnfs.stream.status import stream_status
+    from transformations.groups import group_views, read_raw_table, validate
+
+    status = stream_status(settings)
+    assert status["lag"] == 0 and status["pending"] == 0, status
+
+    spec = load_world_spec(settings.raw_dir)
+    users = validate("user_table", read_raw_table(settings, "user_table"), None, spec).clean
+    raw = read_raw_table(settings, "event_logs")
+    usable = validate("event_logs", published, users, spec).clean
+    counts = pc.value_counts(raw.column("event_id"))
+    count_of = dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True))
+    missing_or_twice = [i for i in usable.column("event_id").to_pylist() if count_of.get(i) != 1]
+    assert not missing_or_twice, f"{len(missing_or_twice)} published events not in the raw store exactly once"
+    appended = sum(
+        pq.read_metadata(p).num_rows
+        for p in part_files(settings.raw_dir / "event_logs.parquet", STREAM_PARTS_DIR)
+    )
+    assert appended == usable.num_rows
+
+    touched = sorted(set(usable.column("user_id").to_pylist()))
+    times, online = _online_activity(settings, touched)
+    clean = validate("event_logs", raw, users, spec).clean
+    mismatches = []
+    for as_of in sorted(set(times.values())):
+        batch = group_views("activity", users, clean, [as_of], settings)["user_activity_features"]
+        rows = {r["user_id"]: r for r in batch.to_pylist()}
+        for user in (u for u in touched if times[u] == as_of):
+            for name, value in online[user].items():
+                if not _same(value, rows[user][name]):
+                    mismatches.append((user, as_of, name, value, rows[user][name]))
+    assert not mismatches, (
+        f"{len(mismatches)} online values differ from the batch recompute: {mismatches[:5]}"
+    )
+    return len(touched)
+
+
+def test_a_drained_stream_stores_each_event_once_and_serves_batch_equal_values(
+    world: Settings, stream_world: StreamWorld
+) -> None:
+    from churnfs.stream.publish import publish_events
+
+    summary = publish_events(world, stream_world.start, stream_world.end, source=stream_world.source)
+    assert summary["events"] == stream_world.held_back.num_rows > 1000
+    stats = _consume_until_drained(world)
+    assert stats.failed_batches == 0 and stats.entries == stream_world.held_back.num_rows
+    assert assert_drained_and_equal_to_batch(world, stream_world.held_back) > 100
+
+    # the offline store got the same rows: each touched user's newest part row is its online row
+    parts = part_files(world.offline_store_dir / "user_activity_features.parquet")
+    offline = pa.concat_tables([pq.read_table(p) for p in parts]).to_pylist()
+    newest: dict[int, datetime] = {}
+    for row in offline:
+        newest[row["user_id"]] = max(
+            newest.get(row["user_id"], row["event_timestamp"]), row["event_timestamp"]
+        )
+    times, _ = _online_activity(world, sorted(newest))
+    assert times == newest
+
+
+def test_events_published_twice_are_stored_and_counted_once(
+    world: Settings, stream_world: StreamWorld
+) -> None:
+    from churnfs.stream.publish import publish_events
+
+    for _ in range(2):
+        publish_events(world, stream_world.start, stream_world.end, source=stream_world.source)
+    stats = _consume_until_drained(world)
+    assert stats.entries == 2 * stream_world.held_back.num_rows
+    assert stats.repeats >= stream_world.held_back.num_rows - stats.quarantined // 2
+    assert_drained_and_equal_to_batch(world, stream_world.held_back)
+
+
+def test_a_consumer_killed_mid_stream_loses_and_doubles_nothing_after_a_restart(
+    world: Settings, stream_world: StreamWorld
+) -> None:
+    from churnfs.stream.publish import publish_events
+
+    publish_events(world, stream_world.start, stream_world.end, source=stream_world.source)
+    first = _consumer_process(world)
+    raw_file = world.raw_dir / "event_logs.parquet"
+    deadline = time.monotonic() + 60
+    while (
+        len(part_files(raw_file, STREAM_PARTS_DIR)) < 3
+        and time.monotonic() < deadline
+        and first.poll() is None
+    ):
+        time.sleep(0.05)
+    assert first.poll() is None, "the consumer finished before it could be killed"
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+    assert len(part_files(raw_file, STREAM_PARTS_DIR)) >= 3
+    from churnfs.stream.status import stream_status
+
+    left = stream_status(world)
+    assert left["pending"] > 0, left  # the dead consumer held entries it never acknowledged
+
+    stats = _consume_until_drained(world)
+    assert stats.failed_batches == 0 and stats.claimed == left["pending"]
+    assert_drained_and_equal_to_batch(world, stream_world.held_back)
+
+
+def test_two_consumers_share_the_stream_and_process_each_event_once(
+    world: Settings, stream_world: StreamWorld
+) -> None:
+    from churnfs.stream.publish import publish_events
+
+    consumers = [_consumer_process(world) for _ in range(2)]
+    try:
+        time.sleep(3)  # both joined the group
+        publish_events(world, stream_world.start, stream_world.end, rate=1000, source=stream_world.source)
+        outputs = [c.communicate(timeout=120)[0].decode() for c in consumers]
+    finally:
+        for c in consumers:
+            if c.poll() is None:
+                c.kill()
+    assert all(c.returncode == 0 for c in consumers), outputs
+    parts = [p.name for p in part_files(world.raw_dir / "event_logs.parquet", STREAM_PARTS_DIR)]
+    assert all(any(f"-{c.pid}-" in name for name in parts) for c in consumers), "one consumer did nothing"
+    assert_drained_and_equal_to_batch(world, stream_world.held_back)
+
+
+def test_malformed_entries_are_quarantined_with_a_reason_and_the_stream_keeps_flowing(
+    world: Settings, stream_world: StreamWorld
+) -> None:
+    from churnfs.stream.publish import publish_entries
+    from churnfs.stream.raw_store import RawEventStore
+    from transformations.stream import encode_events
+
+    events = stream_world.held_back.slice(0, 300)
+    entries = encode_events(events)
+    good = entries[0]
+    bad = [
+        {**good, "event_id": "not-a-number"},
+        {**good, "event_id": "990000001", "event_type": "teleport"},
+        {k: v for k, v in {**good, "event_id": "990000002"}.items() if k != "user_id"},
+        {**good, "event_id": "990000003", "event_timestamp": "2031-01-01T00:00:00+00:00"},
+    ]
+    stream = entries[:100] + bad + entries[100:]
+    publish_entries(redis_client(world.redis_connection_string), world.stream_key, stream)
+    stats = _consume_until_drained(world)
+    assert stats.failed_batches == 0 and stats.entries == len(stream)
+
+    quarantined = RawEventStore(world).quarantined()
+    assert quarantined is not None
+    reasons = dict(
+        zip(
+            quarantined.column("stream_id").to_pylist(), quarantined.column("reason").to_pylist(), strict=True
+        )
+    )
+    by_event = dict(
+        zip(quarantined.column("event_id").to_pylist(), quarantined.column("reason").to_pylist(), strict=True)
+    )
+    assert any(r.startswith("malformed_entry: event_id 'not-a-number'") for r in reasons.values())
+    assert by_event[990000001] == "unknown_event_type"
+    assert by_event[990000002] == "null_user_id"
+    assert by_event[990000003] == "timestamp_outside_window"
+    assert_drained_and_equal_to_batch(world, events)
+    store = RawEventStore(world)
+    store.refresh()
+    assert not np.isin([990000001, 990000002, 990000003], store.known_ids).any()  # kept out of the raw store
