@@ -110,6 +110,12 @@ class Settings(BaseSettings):
     )
     embedding_threads: int = Field(default=0, ge=0, description="0 means all cores.")
     embedding_device: str = Field(default="auto", description="'auto', 'cpu' or 'cuda'.")
+    sentiment_method: Literal["vader", "prototype", "blend"] = Field(
+        default="blend",
+        description="Review sentiment (transformations/sentiment.py): 'blend' (default: the mean of the "
+        "other two), 'vader' (lexicon) or 'prototype' (zero-shot from the review's embedding: "
+        "similarity to positive vs negative prototype sentences).",
+    )
 
     # Serving
     host: str = "127.0.0.1"

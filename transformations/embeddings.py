@@ -28,8 +28,11 @@ installed ONNX Runtime and OpenVINO runtimes are used here for the CPU only.
 The cache (``settings.artifacts_dir/embeddings/<model>__<backend>/part-*.parquet``) holds one
 row per embedded text: ``review_id``, ``text_hash`` (SHA-256 of model, backend and text),
 ``embedding`` (float32, L2-normalised like ``encode(normalize_embeddings=True)``) and the text's
-VADER ``sentiment``. A review whose hash is cached is not embedded again, so a re-run embeds only
-new or edited reviews.
+VADER compound score (``sentiment``; always VADER, whatever ``SENTIMENT_METHOD`` says). A review
+whose hash is cached is not embedded again, so a re-run embeds only new or edited reviews. The
+sentiment the features use is derived when read, from that VADER score and the embedding
+(``transformations.sentiment.method_scores``), so the cache holds one method's scores only and a
+change of method needs no re-run of the model.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from churnfs.errors import InvalidInputError, MissingDataError
 from churnfs.io import write_parquet_atomic
 from churnfs.settings import Settings
-from transformations.sentiment import sentiment_scores
+from transformations.sentiment import method_scores, vader_scores
 
 logger = logging.getLogger(__name__)
 
@@ -477,7 +480,7 @@ CACHE_SCHEMA = pa.schema(
         ("review_id", pa.int64()),
         ("text_hash", pa.string()),
         ("embedding", pa.list_(pa.float32())),
-        ("sentiment", pa.float64()),
+        ("sentiment", pa.float64()),  # VADER's compound score, the lexicon part of every method
     ]
 )
 
@@ -523,7 +526,7 @@ class ReviewVectors:
     """Per-review model outputs, aligned with the input rows."""
 
     embeddings: np.ndarray  # float32 (n, dim), L2-normalised
-    sentiment: np.ndarray  # float64 (n,), VADER compound
+    sentiment: np.ndarray  # float64 (n,), in [-1, 1], by settings.sentiment_method
     embedded: int  # texts the model embedded in this call (the rest came from the cache)
 
 
@@ -534,11 +537,11 @@ def review_vectors(
     show_progress: bool = True,
     compact: bool = True,
 ) -> ReviewVectors:
-    """Embedding and sentiment of every review (``review_id``, ``review_text``), from the cache
-    where the text's hash is there, else computed (each distinct text once, shortest first to cut
-    padding) and appended to the cache. ``compact``: merge the cache's parts when there are many;
-    processes that append to one cache at the same time pass False, and one ``compact_cache``
-    call follows them."""
+    """Embedding and sentiment (``settings.sentiment_method``) of every review (``review_id``,
+    ``review_text``), from the cache where the text's hash is there, else computed (each distinct
+    text once, shortest first to cut padding) and appended to the cache. ``compact``: merge the
+    cache's parts when there are many; processes that append to one cache at the same time pass
+    False, and one ``compact_cache`` call follows them."""
     encoder = encoder or load_encoder(settings)
     texts = reviews["review_text"].astype(str).to_numpy(dtype=object)
     hashes = text_hashes(list(texts), encoder.model_name, encoder.backend)
@@ -557,7 +560,7 @@ def review_vectors(
 
     dim = encoder.dimension
     new_embeddings = np.empty((len(new_texts), dim), dtype=np.float32)
-    new_sentiment = np.empty(len(new_texts), dtype=np.float64)
+    new_vader = np.empty(len(new_texts), dtype=np.float64)
     pending: list[np.ndarray] = []
 
     def flush() -> None:
@@ -566,8 +569,8 @@ def review_vectors(
             return
         rows = np.sort(np.concatenate(pending))
         pending.clear()
-        new_sentiment[rows] = sentiment_scores(new_texts[rows])
-        _append_to_cache(folder, new_ids[rows], new_hashes[rows], new_embeddings[rows], new_sentiment[rows])
+        new_vader[rows] = vader_scores(new_texts[rows])
+        _append_to_cache(folder, new_ids[rows], new_hashes[rows], new_embeddings[rows], new_vader[rows])
 
     def embedded(rows: np.ndarray, vectors: np.ndarray) -> None:
         new_embeddings[rows] = vectors
@@ -581,17 +584,18 @@ def review_vectors(
         _compact(folder)
 
     embeddings = np.empty((len(texts), dim), dtype=np.float32)
-    sentiment = np.empty(len(texts), dtype=np.float64)
+    vader = np.empty(len(texts), dtype=np.float64)
     hit = ~missing
     if hit.any():
         rows = position[hit]
         cached_emb = _list_column_to_matrix(cached.column("embedding"), dim)
         embeddings[hit] = cached_emb[rows]
-        sentiment[hit] = cached.column("sentiment").to_numpy()[rows]
+        vader[hit] = cached.column("sentiment").to_numpy()[rows]
     if missing.any():
         slot = np.searchsorted(new_hashes, hashes[missing])
         embeddings[missing] = new_embeddings[slot]
-        sentiment[missing] = new_sentiment[slot]
+        vader[missing] = new_vader[slot]
+    sentiment = method_scores(settings.sentiment_method, vader, embeddings, texts, encoder)
     logger.info(
         "review vectors: %d reviews, %d embedded, %d from cache", len(texts), len(new_texts), hit.sum()
     )
@@ -599,7 +603,7 @@ def review_vectors(
 
 
 def _append_to_cache(
-    folder: Path, ids: np.ndarray, hashes: np.ndarray, embeddings: np.ndarray, sentiment: np.ndarray
+    folder: Path, ids: np.ndarray, hashes: np.ndarray, embeddings: np.ndarray, vader: np.ndarray
 ) -> None:
     """Write one part file of newly embedded texts (atomically: a part is whole or absent)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -611,7 +615,7 @@ def _append_to_cache(
             "review_id": pa.array(ids, pa.int64()),
             "text_hash": pa.array(hashes, pa.string()),
             "embedding": pa.ListArray.from_arrays(offsets, flat),
-            "sentiment": pa.array(sentiment, pa.float64()),
+            "sentiment": pa.array(vader, pa.float64()),
         },
         schema=CACHE_SCHEMA,
     )

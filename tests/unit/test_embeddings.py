@@ -115,6 +115,34 @@ def test_rerun_embeds_only_new_or_changed_reviews(
     np.testing.assert_allclose(update.embeddings[3], encoder.encode(["Love it."])[0], atol=1e-6)
 
 
+def test_cache_keeps_vader_and_a_change_of_sentiment_method_reuses_it(
+    tmp_path_factory: pytest.TempPathFactory, encoder: Encoder
+) -> None:
+    import pyarrow.parquet as pq
+
+    from transformations.embeddings import cache_dir
+    from transformations.sentiment import method_scores, vader_scores
+
+    settings = Settings(data_dir=tmp_path_factory.mktemp("methods"), embedding_backend="onnx")
+    texts = ["Great value.", "It stopped working after a week.", ""]
+    reviews = pd.DataFrame({"review_id": [1, 2, 3], "review_text": texts})
+    blend = review_vectors(reviews, settings.model_copy(update={"sentiment_method": "blend"}), encoder, False)
+    cached = pq.read_table(cache_dir(settings, encoder)).to_pandas().sort_values("review_id")
+    np.testing.assert_array_equal(cached["sentiment"].to_numpy(), vader_scores(texts))
+
+    calls = encoder.texts_encoded
+    for method in ("vader", "prototype", "blend"):
+        again = review_vectors(
+            reviews, settings.model_copy(update={"sentiment_method": method}), encoder, False
+        )
+        assert again.embedded == 0
+        expected = method_scores(method, vader_scores(texts), blend.embeddings, texts, encoder)
+        np.testing.assert_allclose(again.sentiment, expected)
+    assert encoder.texts_encoded == calls
+    np.testing.assert_array_equal(again.sentiment, blend.sentiment)
+    assert blend.sentiment[2] == 0.0
+
+
 def test_cache_key_changes_with_text_model_and_backend() -> None:
     base = text_hashes(["Great value."], "all-MiniLM-L6-v2", "onnx")[0]
     assert text_hashes(["Great value."], "all-MiniLM-L6-v2", "onnx")[0] == base

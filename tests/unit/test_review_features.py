@@ -150,7 +150,7 @@ def test_embedding_rows_exist_only_where_a_users_reviews_changed(world: Settings
 
 def test_review_stats_match_hand_computed_values(world: Settings, encoder: Encoder) -> None:
     features = build(hand_made_reviews(), world, encoder)
-    s = sentiment_scores([TEXT[i] for i in range(1, 7)])
+    s = sentiment_scores([TEXT[i] for i in range(1, 7)], method=world.sentiment_method, encoder=encoder)
 
     first = row(features, 1, AS_OF[0])  # reviews 1 and 2 only
     assert first.has_reviews
@@ -178,9 +178,12 @@ def test_review_stats_match_hand_computed_values(world: Settings, encoder: Encod
     assert newcomer.recent_sentiment == pytest.approx(s[5])
 
 
-def test_sentiment_scores_are_signed_by_tone() -> None:
+@pytest.mark.parametrize("method", ["vader", "prototype", "blend"])
+def test_sentiment_scores_are_signed_by_tone(method: str, encoder: Encoder) -> None:
     positive, negative, flat = sentiment_scores(
-        ["I love it, great product, excellent quality!", "Terrible, awful, broken and useless.", ""]
+        ["I love it, great product, excellent quality!", "Terrible, awful, broken and useless.", ""],
+        method=method,
+        encoder=encoder,
     )
     assert positive > 0.5
     assert negative < -0.5
