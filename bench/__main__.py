@@ -28,6 +28,7 @@ SUITES = [
     "generate",
     "features",
     "reviews",
+    "sentiment",
     "materialize",
     "online",
     "cluster",

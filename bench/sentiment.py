@@ -1,0 +1,242 @@
+"""Benchmark of the review sentiment methods (``SENTIMENT_METHOD``): quality and cost.
+
+Quality, on text the generator did not write: ``tests/data/review_sentiment_eval.csv`` (hand-written
+review sentences from five domains, labelled positive or negative, with negation, mixed sentences
+and neutral-sounding complaints). Each method scores every sentence with the settings' encoder;
+the rows give ROC-AUC and accuracy (score > 0 read as positive, < 0 as negative, exactly 0 as no
+verdict, counted wrong). The set is a held-out evaluation: the methods, their prototypes and the
+default were fixed before it was scored, and nothing was changed after.
+
+Quality on the generated world: ROC-AUC of each method for the generator's positive vs negative
+reviews (neutral ones left out), from the embedding cache of a cold job (no second model pass).
+
+Cost: a world of ``users`` is generated once; then ``runs`` times, alternating, the review job
+(``bench.reviews job``, each in a fresh process on a fresh copy of the raw tables, cold cache)
+with ``SENTIMENT_METHOD=vader`` and with the default. The goal: the default adds at most 10%.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench.common import REPO, VENV_BIN, Row, Spread, load_average, marked_line, run_measured
+
+SUITE = "sentiment"
+EVAL_SET = REPO / "tests" / "data" / "review_sentiment_eval.csv"
+COST_GOAL = 1.10
+KINDS = ("plain", "negation", "mixed", "neutral_sounding", "understated")
+
+
+def read_eval_set(path: Path = EVAL_SET) -> tuple[list[str], list[int], list[str], list[str]]:
+    """Texts, labels (1 positive, 0 negative), domains and kinds of the evaluation set."""
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    return (
+        [r["text"] for r in rows],
+        [int(r["label"] == "positive") for r in rows],
+        [r["domain"] for r in rows],
+        [r["kind"] for r in rows],
+    )
+
+
+def quality(data_dir: str) -> None:
+    """Subprocess: every method's ROC-AUC and accuracy on the evaluation set."""
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    from churnfs.settings import Settings
+    from transformations.embeddings import load_encoder
+    from transformations.sentiment import SENTIMENT_METHODS, method_scores, vader_scores
+
+    settings = Settings(data_dir=Path(data_dir))
+    encoder = load_encoder(settings)
+    texts, labels, _, kinds = read_eval_set()
+    y = np.asarray(labels)
+    kind = np.asarray(kinds)
+    vader = vader_scores(texts)
+    embeddings = encoder.encode(texts)
+    result: dict[str, Any] = {"n": len(texts), "positive": int(y.sum()), "backend": encoder.backend}
+    for method in SENTIMENT_METHODS:
+        scores = method_scores(method, vader, embeddings, texts, encoder)
+        verdict = np.where(scores > 0, 1, np.where(scores < 0, 0, -1))
+        by_kind = {}
+        for k in KINDS:
+            mask = kind == k
+            if len(set(y[mask])) == 2:
+                by_kind[k] = float(roc_auc_score(y[mask], scores[mask]))
+            else:  # one label only: accuracy
+                by_kind[k] = float((verdict[mask] == y[mask]).mean())
+        result[method] = {
+            "auc": float(roc_auc_score(y, scores)),
+            "accuracy": float((verdict == y).mean()),
+            "zeros": float((scores == 0).mean()),
+            "by_kind": by_kind,
+        }
+    print("QUALITY " + json.dumps(result))
+
+
+def world_quality(data_dir: str) -> None:
+    """Subprocess: every method's ROC-AUC on the generated world's polar reviews, from the cache."""
+    import pandas as pd
+    from sklearn.metrics import roc_auc_score
+
+    from churnfs.settings import Settings
+    from transformations.embeddings import load_encoder, review_vectors
+    from transformations.sentiment import SENTIMENT_METHODS
+
+    settings = Settings(data_dir=Path(data_dir))
+    reviews = pd.read_parquet(settings.raw_dir / "review_table.parquet")
+    truth = pd.read_parquet(settings.raw_dir / "_reviews_truth.parquet")
+    reviews = reviews.merge(truth, on="review_id", validate="one_to_one")
+    reviews = reviews[reviews["tone"] != "neutral"]
+    encoder = load_encoder(settings)
+    result = {}
+    for method in SENTIMENT_METHODS:
+        vectors = review_vectors(
+            reviews, settings.model_copy(update={"sentiment_method": method}), encoder, show_progress=False
+        )
+        positive = (reviews["tone"] == "positive").to_numpy()
+        result[method] = float(roc_auc_score(positive, vectors.sentiment))
+    result["reviews"] = len(reviews)
+    result["embedded"] = int(vectors.embedded)
+    print("WORLD " + json.dumps(result))
+
+
+def run(workdir: Path, users: int, runs: int = 3) -> list[Row]:
+    """Quality on the evaluation set; then a world of ``users`` and ``runs`` alternating cold
+    review jobs with VADER and with the default method."""
+    from churnfs.settings import Settings
+
+    python = str(VENV_BIN / "python")
+    default = Settings.model_fields["sentiment_method"].default
+    env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    measured = run_measured([python, "-m", "bench.sentiment", "quality", str(workdir / "quality")], env=env)
+    scores = json.loads(marked_line(measured.stdout, "QUALITY"))
+
+    generated = workdir / "generated"
+    gen_env = {**env, "DATA_DIR": str(generated)}
+    run_measured([str(VENV_BIN / "churnfs"), "generate", "--users", str(users), "--seed", "42"], env=gen_env)
+    cold: dict[str, list[float]] = {"vader": [], default: []}
+    world: dict[str, Any] = {}
+    loads = [load_average()]
+    for index in range(runs):
+        for method in ("vader", default) if index % 2 == 0 else (default, "vader"):
+            data_dir = workdir / f"run-{index}-{method}"
+            shutil.copytree(generated / "raw", data_dir / "raw")
+            run_env = {**env, "DATA_DIR": str(data_dir), "SENTIMENT_METHOD": method}
+            job = run_measured([python, "-m", "bench.reviews", "job", str(data_dir)], env=run_env)
+            cold[method].append(job.wall_s)
+            loads.append(load_average())
+            if index == runs - 1 and method == default:
+                world_run = run_measured(
+                    [python, "-m", "bench.sentiment", "world", str(data_dir)], env=run_env
+                )
+                world = json.loads(marked_line(world_run.stdout, "WORLD"))
+            else:
+                shutil.rmtree(data_dir, ignore_errors=True)
+    return _rows(scores, world, cold, default, users, loads)
+
+
+def _rows(
+    scores: dict[str, Any],
+    world: dict[str, Any],
+    cold: dict[str, list[float]],
+    default: str,
+    users: int,
+    loads: list[float],
+) -> list[Row]:
+    from transformations.sentiment import SENTIMENT_METHODS
+
+    rows = [
+        Row(
+            SUITE,
+            "evaluation set",
+            scores["n"],
+            "sentences",
+            note=f"{scores['positive']} positive; tests/data/review_sentiment_eval.csv, hand-written, "
+            f"five domains; held out: scored once, after the methods were fixed; {scores['backend']}",
+        )
+    ]
+    for method in SENTIMENT_METHODS:
+        s = scores[method]
+        kinds = ", ".join(f"{k} {v:.3f}" for k, v in s["by_kind"].items())
+        tag = " (default)" if method == default else ""
+        rows.append(
+            Row(
+                SUITE,
+                f"ROC-AUC, {method}{tag}",
+                s["auc"],
+                "",
+                ">= 0.93" if method == default else "",
+                s["auc"] >= 0.93 if method == default else None,
+                f"by kind (ROC-AUC; accuracy where one label only): {kinds}",
+            )
+        )
+        rows.append(
+            Row(
+                SUITE,
+                f"accuracy, {method}{tag}",
+                s["accuracy"],
+                "",
+                note=f"sign of the score; {s['zeros']:.1%} scored exactly 0 (no verdict, counted wrong)",
+            )
+        )
+    for method in SENTIMENT_METHODS:
+        ok = world[method] >= world["vader"] if method == default else None
+        rows.append(
+            Row(
+                SUITE,
+                f"generated world ROC-AUC, {method}",
+                world[method],
+                "",
+                ">= vader" if method == default else "",
+                ok,
+                f"{world['reviews']:,} positive or negative reviews of the {users:,}-user world",
+            )
+        )
+    vader, chosen = Spread.of(cold["vader"]), Spread.of(cold[default])
+    ratio = chosen.median / vader.median
+    rows += [
+        Row(
+            SUITE,
+            "review job cold, vader",
+            vader.median,
+            "s",
+            note=f"{vader.as_range('.1f', ' s')}; {users:,} users, fresh process and copy per run",
+        ),
+        Row(SUITE, f"review job cold, {default}", chosen.median, "s", note=chosen.as_range(".1f", " s")),
+        Row(
+            SUITE,
+            f"cost of {default} over vader",
+            ratio,
+            "x",
+            f"<= {COST_GOAL:.2f}x",
+            ratio <= COST_GOAL,
+            f"median over median; runs alternated; 1-min load {min(loads):.2f}-{max(loads):.2f}, "
+            f"{os.cpu_count()} cores",
+        ),
+    ]
+    return rows
+
+
+def main(argv: list[str]) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    command, *rest = argv
+    if command == "quality":
+        quality(rest[0])
+    elif command == "world":
+        world_quality(rest[0])
+    else:
+        raise SystemExit(f"unknown command {command!r}: quality or world")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
