@@ -314,6 +314,7 @@ class StreamConsumer:
         seconds (None: forever). A lost Redis is waited for; its pending entries are delivered
         again once it is back."""
         import redis
+        from redis.exceptions import LockError
 
         backoff = 0.2
         idle_since = time.monotonic()
@@ -338,6 +339,12 @@ class StreamConsumer:
                 self._own_pending = True
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+            except LockError as exc:
+                # the lease ran out under the write phase (a Redis restart, or a batch slower than
+                # STREAM_LOCK_TIMEOUT_S): a peer may have written meanwhile, so the batch runs again
+                self.stats.failed_batches += 1
+                logger.warning("the write lock was lost mid-batch (%s): processing the batch again", exc)
+                self._own_pending = True
             except Exception:
                 # a batch that cannot be processed stays pending: this consumer retries it
                 self.stats.failed_batches += 1

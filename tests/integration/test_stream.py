@@ -313,3 +313,31 @@ def test_malformed_entries_are_quarantined_with_a_reason_and_the_stream_keeps_fl
     store = RawEventStore(world)
     store.refresh()
     assert not np.isin([990000001, 990000002, 990000003], store.known_ids).any()  # kept out of the raw store
+
+
+def test_a_consumer_waits_out_a_redis_restart_and_resumes_without_losing_work(
+    world: Settings, stream_world: StreamWorld, tmp_path: Path
+) -> None:
+    from churnfs.store.redis_servers import start_redis_server
+    from churnfs.stream.publish import publish_events
+
+    server = start_private_redis(tmp_path / "redis", persist=True)  # a snapshot on stop, loaded on start
+    settings = world.model_copy(update={"redis_connection_string": server.address})
+    try:
+        publish_events(settings, stream_world.start, stream_world.end, rate=500, source=stream_world.source)
+        consumer = _consumer_process(settings)
+        raw_file = settings.raw_dir / "event_logs.parquet"
+        deadline = time.monotonic() + 60
+        while len(part_files(raw_file, STREAM_PARTS_DIR)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert consumer.poll() is None, "the consumer finished before Redis went away"
+        parts_before = len(part_files(raw_file, STREAM_PARTS_DIR))
+        server.stop()
+        time.sleep(2)
+        server = start_redis_server(server.directory, port=server.port, persistence=server.persistence)
+        output = consumer.communicate(timeout=120)[0].decode()
+        assert consumer.returncode == 0, output
+        assert len(part_files(raw_file, STREAM_PARTS_DIR)) > parts_before  # it went on after the restart
+        assert_drained_and_equal_to_batch(settings, stream_world.held_back)
+    finally:
+        server.stop()
