@@ -61,6 +61,9 @@ class MonitoringConfig:
     """Snapshot rows sampled per window (deterministic, by a hash of user and as-of time)."""
     monitoring_max_reviews: int = 10_000
     """Reviews sampled per window for the text checks."""
+    monitoring_trend_max_reviews: int = 50_000
+    """Reviews sampled (the same hash sample) from the reference window's start to the current
+    window's end for the weekly sentiment trend (monitoring/trend.py)."""
     monitoring_numerical_test: str = "ks"
     """Significance test of numerical columns (two-sample Kolmogorov-Smirnov)."""
     monitoring_categorical_test: str = "chisquare"
@@ -77,7 +80,8 @@ class MonitoringConfig:
     """Embedding drift (Evidently's model method): drift when the domain classifier's ROC AUC
     exceeds this."""
     monitoring_negative_sentiment: float = -0.05
-    """A review is negative when its VADER compound score is at or below this (VADER's convention)."""
+    """A review is negative when its sentiment score is at or below this (VADER's convention, kept
+    for every ``SENTIMENT_METHOD``: each puts neutral text at 0 on the same [-1, 1] scale)."""
     monitoring_seed: int = 0
     monitoring_active_only: bool = True
     """Compare only rows of users active in the 30 days before the as-of time (events_30d > 0)."""

@@ -31,6 +31,7 @@ from monitoring.config import MonitoringConfig
 from monitoring.headline import headline_lines, with_headline
 from monitoring.key_features import NONE as NO_KEY_FEATURES
 from monitoring.key_features import base_feature, choose_key_features, key_feature_verdicts
+from monitoring.trend import trend_section, weekly_sentiment, with_trend
 from monitoring.windows import (
     FEATURE_HORIZON,
     Window,
@@ -52,6 +53,8 @@ VECTOR_LABELS = {"categorical_event_vector": EVENT_TYPES}
 EMBEDDING = "review_embedding"
 PREDICTION = "churn_probability"
 LABEL = "churned"
+REVIEW_SENTIMENT = "sentiment"
+"""The per-review sentiment column `_load_window` adds to a window's reviews."""
 NON_FEATURES = ("user_id", "event_timestamp", "created_timestamp", LABEL)
 REVIEW_FEATURES = (
     "total_reviews",
@@ -173,13 +176,21 @@ def compare_windows(
     vocabulary = (
         text.build_vocabulary(ref_reviews.loc[vocab_mask, "review_text"]) if len(ref_reviews) else frozenset()
     )
+
+    def sentiment_of(reviews: pd.DataFrame) -> pd.Series | None:
+        return reviews[REVIEW_SENTIMENT] if REVIEW_SENTIMENT in reviews.columns else None
+
     ref_described = (
-        text.review_descriptors(ref_reviews.loc[~vocab_mask, "review_text"], vocabulary)
+        text.review_descriptors(
+            ref_reviews.loc[~vocab_mask, "review_text"],
+            vocabulary,
+            sentiment_of(ref_reviews.loc[~vocab_mask]),
+        )
         if len(ref_reviews)
         else pd.DataFrame(columns=text.DESCRIPTOR_COLUMNS)
     )
     cur_described = (
-        text.review_descriptors(cur_reviews["review_text"], vocabulary)
+        text.review_descriptors(cur_reviews["review_text"], vocabulary, sentiment_of(cur_reviews))
         if len(cur_reviews)
         else pd.DataFrame(columns=text.DESCRIPTOR_COLUMNS)
     )
@@ -399,7 +410,32 @@ def _load_window(settings: Settings, window: Window, config: MonitoringConfig) -
     reviews = load_reviews(
         settings.raw_dir, window, max_rows=config.monitoring_max_reviews, seed=config.monitoring_seed
     )
-    return WindowData(window.describe(), snapshots, reviews)
+    return WindowData(window.describe(), snapshots, _with_sentiment(settings, reviews))
+
+
+def _with_sentiment(settings: Settings, reviews: pd.DataFrame) -> pd.DataFrame:
+    """``reviews`` with each one's score by the review features' own method (SENTIMENT_METHOD),
+    from the embedding cache the feature job filled (texts not in it are embedded and added)."""
+    if len(reviews):
+        from transformations.embeddings import review_vectors
+
+        reviews[REVIEW_SENTIMENT] = review_vectors(reviews, settings, show_progress=False).sentiment
+    return reviews
+
+
+def _weekly_trend(settings: Settings, ref: Window, cur: Window, config: MonitoringConfig) -> dict[str, Any]:
+    """The weekly sentiment trend from the earlier window's first review to the later one's end."""
+    start, end = min(ref.reviews_from, cur.reviews_from), max(ref.until, cur.until)
+    span = Window("trend", start, end, start)
+    reviews = load_reviews(
+        settings.raw_dir, span, max_rows=config.monitoring_trend_max_reviews, seed=config.monitoring_seed
+    )
+    return weekly_sentiment(
+        _with_sentiment(settings, reviews),
+        config.monitoring_negative_sentiment,
+        reference=(ref.reviews_from, ref.until),
+        current=(cur.reviews_from, cur.until),
+    )
 
 
 def _score_labelled(model: Any, data: WindowData) -> None:
@@ -502,6 +538,7 @@ def run_monitoring(
             ref_data.prediction_note = note
         advance(4)
         summary, snapshot = compare_windows(ref_data, cur_data, config, importance)
+        summary["reviews"]["weekly_sentiment"] = _weekly_trend(settings, ref_window, cur_window, config)
         advance(5)
         summary["freshness"] = check_freshness(settings, _lookup_users(cur_data.snapshots), latest)
         advance(6)
@@ -518,7 +555,9 @@ def run_monitoring(
         with atomic_path(html_path) as tmp:
             snapshot.save_html(str(tmp))
             page = tmp.read_text(encoding="utf-8")
-            tmp.write_text(with_headline(page, summary["headline"]), encoding="utf-8")
+            page = with_headline(page, summary["headline"])
+            page = with_trend(page, trend_section(summary["reviews"]["weekly_sentiment"]))
+            tmp.write_text(page, encoding="utf-8")
         write_text_atomic(json.dumps(summary, indent=2, default=str), json_path)
         advance(7)
     logger.info("monitoring report written to %s", html_path)

@@ -91,6 +91,19 @@ def render_summary_table(summary: Mapping[str, Any], top: int = TOP_FEATURES) ->
     )
     for d in reviews["descriptors"]:
         checks.add_row(*_row(d["column"], d))
+    trend = reviews.get("weekly_sentiment")
+    if trend:
+        band = trend["band"]["mean"]
+        current = [w["mean"] for w in trend["weeks"] if w["current"]]
+        checks.add_row(
+            "weekly mean sentiment",
+            "reference band",
+            f"{_fmt(band['low'])} to {_fmt(band['high'])}" if band else "",
+            f"lowest {_fmt(min(current))}" if current else "",
+            "",
+            "",
+            f"{trend['current_weeks_outside_band']} current week(s) outside",
+        )
     emb = reviews["embedding"]
     if emb.get("available"):
         checks.add_row(

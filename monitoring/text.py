@@ -1,7 +1,8 @@
 """Review text checks: sentiment, text descriptors and embedding drift.
 
-Sentiment is VADER's compound score per review (the scorer the review features use), so the
-mean and the share of negative reviews read the same way as ``sentiment_score``. Length and
+Sentiment is each review's score by the review features' own method (``SENTIMENT_METHOD``,
+through the embedding cache: ``monitoring.job`` attaches it), so the mean and the share of negative
+reviews read the same way as ``sentiment_score``; without it, VADER's compound score. Length and
 word count are Evidently's descriptors; the out-of-vocabulary share is measured against the
 reference window's own vocabulary (no word list can be downloaded here, and words the model
 never saw in training are what matter to it).
@@ -59,9 +60,12 @@ def vader_compound(texts: Sequence[str]) -> np.ndarray:
     return np.array([analyzer.polarity_scores(t)["compound"] for t in texts], dtype=float)
 
 
-def review_descriptors(texts: pd.Series, vocabulary: frozenset[str]) -> pd.DataFrame:
-    """Per-review descriptors: sentiment, length in characters and words (Evidently's
-    ``TextLength`` and ``WordCount``) and the out-of-vocabulary share."""
+def review_descriptors(
+    texts: pd.Series, vocabulary: frozenset[str], sentiment: pd.Series | None = None
+) -> pd.DataFrame:
+    """Per-review descriptors: sentiment (``sentiment`` aligned with ``texts``, else VADER's
+    compound), length in characters and words (Evidently's ``TextLength`` and ``WordCount``)
+    and the out-of-vocabulary share."""
 
     def out_of_vocabulary(column: DatasetColumn) -> DatasetColumn:
         return DatasetColumn(
@@ -81,7 +85,11 @@ def review_descriptors(texts: pd.Series, vocabulary: frozenset[str]) -> pd.DataF
     described = dataset.as_dataframe()
     return pd.DataFrame(
         {
-            SENTIMENT: vader_compound(frame["review_text"].tolist()),
+            SENTIMENT: (
+                vader_compound(frame["review_text"].tolist())
+                if sentiment is None
+                else sentiment.to_numpy(dtype=float)
+            ),
             TEXT_LENGTH: described[TEXT_LENGTH].astype(float).to_numpy(),
             WORD_COUNT: described[WORD_COUNT].astype(float).to_numpy(),
             OOV_SHARE: described[OOV_SHARE].astype(float).to_numpy(),
@@ -90,7 +98,7 @@ def review_descriptors(texts: pd.Series, vocabulary: frozenset[str]) -> pd.DataF
 
 
 def sentiment_summary(sentiment: pd.Series, negative_at: float) -> dict[str, Any]:
-    """Mean compound score and share of negative reviews (compound <= ``negative_at``)."""
+    """Mean sentiment and share of negative reviews (score <= ``negative_at``)."""
     values = sentiment.dropna()
     if values.empty:
         return {"reviews": 0, "mean": None, "negative_share": None}

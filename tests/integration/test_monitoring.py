@@ -161,6 +161,17 @@ def test_planted_device_mix_and_review_sentiment_drift_is_detected_and_named(dri
         assert not columns[feature]["drifted"], feature
 
 
+def test_weekly_sentiment_trend_shows_the_planted_slide_outside_the_reference_band(drift_run: Any) -> None:
+    trend = drift_run.summary["reviews"]["weekly_sentiment"]
+    assert trend["band"]["weeks"] >= 4 and trend["band"]["mean"] is not None
+    current = [w for w in trend["weeks"] if w["current"] and w["reviews"] >= trend["min_week_reviews"]]
+    assert current
+    assert min(w["mean"] for w in current) < trend["band"]["mean"]["low"]
+    assert trend["current_weeks_outside_band"] >= 1
+    body = drift_run.html_path.read_text(encoding="utf-8").split("<body>", 1)[1]
+    assert body.index('id="churnfs-headline"') < body.index('id="weekly-sentiment"') < body.index("<script")
+
+
 def test_key_features_are_the_champions_most_important(drift_run: Any) -> None:
     keys = drift_run.summary["key_features"]
     assert keys["source"] == "champion"

@@ -180,3 +180,30 @@ def test_reference_without_a_column_is_a_clear_error() -> None:
     reference.snapshots = reference.snapshots.drop(columns=["mobile_share_30d"])
     with pytest.raises(SchemaError, match="reference window lacks column\\(s\\) mobile_share_30d"):
         compare_windows(reference, current, CONFIG)
+
+
+def test_terminal_table_shows_the_weekly_sentiment_band_and_the_weeks_outside_it() -> None:
+    from datetime import timedelta
+
+    from monitoring.trend import MIN_WEEK_REVIEWS, weekly_sentiment
+
+    rng = np.random.default_rng(11)
+    summary, _ = compare_windows(
+        _window(rng, 200, (0.6, 0.8), HAPPY), _window(rng, 200, (0.6, 0.8), HAPPY), CONFIG
+    )
+    monday = datetime(2025, 1, 6, tzinfo=UTC)
+    scores = [0.5, 0.6, 0.4, 0.5, -0.3]  # four reference weeks, then one current week that slid
+    times = [monday + timedelta(weeks=w, hours=h) for w in range(5) for h in range(MIN_WEEK_REVIEWS)]
+    reviews = pd.DataFrame(
+        {"review_timestamp": times, "sentiment": [s for s in scores for _ in range(MIN_WEEK_REVIEWS)]}
+    )
+    summary["reviews"]["weekly_sentiment"] = weekly_sentiment(
+        reviews,
+        -0.05,
+        reference=(monday, monday + timedelta(weeks=4)),
+        current=(monday + timedelta(weeks=4), monday + timedelta(weeks=5)),
+    )
+    console = Console(record=True, width=200)
+    console.print(render_summary_table(summary))
+    row = next(line for line in console.export_text().splitlines() if "weekly mean sentiment" in line)
+    assert "reference band" in row and "lowest -0.300" in row and "1 current week(s) outside" in row

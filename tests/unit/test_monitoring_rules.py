@@ -228,6 +228,13 @@ def test_review_descriptors_measure_length_words_and_sentiment() -> None:
     assert out[text.SENTIMENT].iloc[1] < -0.05
 
 
+def test_review_descriptors_take_the_features_sentiment_when_given() -> None:
+    texts = pd.Series(["Great product", "It stopped working after a week"], index=[7, 9])
+    scores = pd.Series([0.4, -0.6], index=[7, 9])
+    out = text.review_descriptors(texts, frozenset(), scores)
+    assert out[text.SENTIMENT].tolist() == [0.4, -0.6]
+
+
 def test_sentiment_summary_gives_mean_and_negative_share() -> None:
     summary = text.sentiment_summary(pd.Series([0.5, -0.5, -0.05, 0.2]), negative_at=-0.05)
     assert summary == {"reviews": 4, "mean": pytest.approx(0.0375), "negative_share": 0.5}
