@@ -74,6 +74,7 @@ class ServingState:
         self.model: ChampionModel | None = None
         self.problems: dict[str, str] = {}
         self.last_refresh: datetime | None = None
+        self._stream_client: Any = None  # a short-timeout client for the stream group's lag
         self._next_attempt: dict[str, float] = {}
         self._lock = threading.RLock()
         self.batcher = PredictionBatcher(
@@ -358,7 +359,24 @@ class ServingState:
             "newest_materialized": newest,
             "newest_age_seconds": (now - newest).total_seconds() if newest else None,
             "last_refresh": self.last_refresh,
+            "stream": self._stream_lag() if online["ok"] else None,
         }
+
+    def _stream_lag(self) -> dict[str, Any] | None:
+        """The event stream's consumer group lag (docs/stream.md), or None when there is no group
+        (or it cannot be read: the stream is optional, so it never changes the status)."""
+        if self.settings.redis_type != "redis":
+            return None
+        from churnfs.store.redis_servers import redis_client
+        from churnfs.stream.status import group_lag
+
+        try:
+            if self._stream_client is None:
+                self._stream_client = redis_client(self.settings.redis_connection_string, timeout_s=0.5)
+            return group_lag(self._stream_client, self.settings)
+        except Exception as exc:  # redis errors, a key of another type
+            logger.debug("no stream lag for /health: %s", exc)
+            return None
 
     def _freshness(self, now: datetime) -> list[dict[str, Any]]:
         if self.store is None or self.layout is None:

@@ -48,12 +48,25 @@ def consume_command(
             "--max-idle", help="Stop after this many seconds without entries (default: run forever)."
         ),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port", help="Serve Prometheus metrics (lag, freshness, counts) on this port."
+        ),
+    ] = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """Join the consumer group and turn entries into raw-store rows and fresh activity features."""
     from churnfs.stream.consumer import StreamConsumer
+    from churnfs.stream.metrics import StreamMetrics
 
-    consumer = StreamConsumer(settings_for(data_dir))
+    settings = settings_for(data_dir)
+    metrics = StreamMetrics()
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr=settings.host, registry=metrics.registry)
+    consumer = StreamConsumer(settings, metrics=metrics)
     console.print(f"consumer {consumer.name} in group {consumer.settings.stream_group}", highlight=False)
     try:
         stats = consumer.run(max_idle_s=max_idle)

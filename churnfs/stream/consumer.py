@@ -42,6 +42,7 @@ import pyarrow.compute as pc
 from churnfs.settings import Settings
 from churnfs.store.parts import append_part, conform_to_source, part_name
 from churnfs.store.redis_servers import redis_client
+from churnfs.stream.metrics import StreamMetrics
 from churnfs.stream.raw_store import RawEventStore
 from churnfs.world import load_world_spec
 from transformations.groups import read_raw_table, validate
@@ -129,8 +130,11 @@ class ConsumerStats:
 class StreamConsumer:
     """One consumer of ``settings.stream_group`` on ``settings.stream_key``."""
 
-    def __init__(self, settings: Settings, name: str | None = None) -> None:
+    def __init__(
+        self, settings: Settings, name: str | None = None, metrics: StreamMetrics | None = None
+    ) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.name = name or consumer_name()
         self.client = redis_client(settings.redis_connection_string, timeout_s=10.0)
         self.spec = load_world_spec(settings.raw_dir)
@@ -297,13 +301,36 @@ class StreamConsumer:
             self.stats.users_pushed += rows.num_rows
             if new_events:
                 sent = entry_millis(dedup.new.column(STREAM_ID))
-                self.stats.freshness_s.extend(((written_ms - sent) / 1000).tolist())
+                freshness = ((written_ms - sent) / 1000).tolist()
+                self.stats.freshness_s.extend(freshness)
+                if self.metrics is not None:
+                    for seconds in freshness:
+                        self.metrics.freshness.observe(seconds)
+            if self.metrics is not None:
+                self.metrics.events.labels(outcome="processed").inc(new_events)
+                self.metrics.events.labels(outcome="repeat").inc(dedup.repeats)
         ids = [entry_id for entry_id, _ in entries]
         self.client.xack(settings.stream_key, settings.stream_group, *ids)
         self.stats.batches += 1
         self.stats.entries += len(entries)
         self.stats.quarantined += bad.num_rows
+        if self.metrics is not None:
+            self.metrics.events.labels(outcome="quarantined").inc(bad.num_rows)
+            self.metrics.batches.labels(outcome="ok").inc()
+            self._observe_lag()
         return new_events
+
+    def _observe_lag(self) -> None:
+        from churnfs.stream.status import group_lag
+
+        if self.metrics is not None:
+            lag = group_lag(self.client, self.settings)
+            self.metrics.lag.set(lag["unacknowledged"] if lag else 0)
+
+    def _failed(self) -> None:
+        self.stats.failed_batches += 1
+        if self.metrics is not None:
+            self.metrics.batches.labels(outcome="failed").inc()
 
     # --- the loop -----------------------------------------------------------------------------
 
@@ -331,8 +358,11 @@ class StreamConsumer:
                     if self.on_batch is not None:
                         self.on_batch(self.stats, len(entries), time.perf_counter() - started)
                     idle_since = time.monotonic()
-                elif max_idle_s is not None and time.monotonic() - idle_since >= max_idle_s:
-                    break
+                else:
+                    if self.metrics is not None:
+                        self._observe_lag()
+                    if max_idle_s is not None and time.monotonic() - idle_since >= max_idle_s:
+                        break
                 backoff = 0.2
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 logger.warning("Redis unreachable (%s): retrying in %.1f s", exc, backoff)
@@ -342,12 +372,12 @@ class StreamConsumer:
             except LockError as exc:
                 # the lease ran out under the write phase (a Redis restart, or a batch slower than
                 # STREAM_LOCK_TIMEOUT_S): a peer may have written meanwhile, so the batch runs again
-                self.stats.failed_batches += 1
+                self._failed()
                 logger.warning("the write lock was lost mid-batch (%s): processing the batch again", exc)
                 self._own_pending = True
             except Exception:
                 # a batch that cannot be processed stays pending: this consumer retries it
-                self.stats.failed_batches += 1
+                self._failed()
                 logger.exception("a micro-batch failed; its entries stay pending and are retried")
                 self._own_pending = True
                 time.sleep(backoff)

@@ -29,6 +29,25 @@ def group_info(client: Any, settings: Settings) -> dict[str, Any] | None:
     return None
 
 
+def group_lag(client: Any, settings: Settings) -> dict[str, Any] | None:
+    """The consumer group's lag for ``/health`` and the metrics: ``lag`` (not yet delivered),
+    ``pending`` (delivered, not acknowledged), ``unacknowledged`` (both) and ``consumers``; None
+    when there is no group."""
+    group = group_info(client, settings)
+    if group is None:
+        return None
+    lag = group.get("lag")
+    lag = int(lag) if lag is not None else int(client.xlen(settings.stream_key))
+    pending = int(group.get("pending", 0))
+    return {
+        "group": settings.stream_group,
+        "lag": lag,
+        "pending": pending,
+        "unacknowledged": lag + pending,
+        "consumers": int(group.get("consumers", 0)),
+    }
+
+
 def stream_status(settings: Settings) -> dict[str, Any]:
     """What ``churnfs stream status`` prints (and ``/health`` could report)."""
     client = redis_client(settings.redis_connection_string)

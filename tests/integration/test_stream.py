@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from prometheus_client import CollectorRegistry
 
 from churnfs.settings import Settings
 from churnfs.store.parts import STREAM_PARTS_DIR, part_files
@@ -110,10 +111,15 @@ def _consumer_process(settings: Settings) -> subprocess.Popen[bytes]:
     )
 
 
-def _consume_until_drained(settings: Settings) -> Any:
+def _consume_until_drained(settings: Settings, metrics: Any = None) -> Any:
     from churnfs.stream.consumer import StreamConsumer
 
-    return StreamConsumer(settings, name="test-consumer").run(max_idle_s=3)
+    return StreamConsumer(settings, name="test-consumer", metrics=metrics).run(max_idle_s=3)
+
+
+def _sample(metrics: Any, name: str, **labels: str) -> float:
+    value = metrics.registry.get_sample_value(name, labels or None)
+    return float(value or 0.0)
 
 
 def _online_activity(
@@ -192,13 +198,29 @@ def assert_drained_and_equal_to_batch(settings: Settings, published: pa.Table) -
 def test_a_drained_stream_stores_each_event_once_and_serves_batch_equal_values(
     world: Settings, stream_world: StreamWorld
 ) -> None:
+    from churnfs.stream.metrics import StreamMetrics
     from churnfs.stream.publish import publish_events
+    from serving.metrics import ServiceMetrics
+    from serving.service import ServingState
 
     summary = publish_events(world, stream_world.start, stream_world.end, source=stream_world.source)
     assert summary["events"] == stream_world.held_back.num_rows > 1000
-    stats = _consume_until_drained(world)
+    state = ServingState(world, ServiceMetrics(CollectorRegistry()))
+    assert state._stream_lag() is None  # no group yet: /health has nothing to report
+    metrics = StreamMetrics()
+    stats = _consume_until_drained(world, metrics)
     assert stats.failed_batches == 0 and stats.entries == stream_world.held_back.num_rows
     assert assert_drained_and_equal_to_batch(world, stream_world.held_back) > 100
+
+    # what Prometheus and /health see once the stream is drained
+    processed = _sample(metrics, "churnfs_stream_events_total", outcome="processed")
+    quarantined = _sample(metrics, "churnfs_stream_events_total", outcome="quarantined")
+    assert processed == stats.events_appended and processed + quarantined == summary["events"]
+    assert _sample(metrics, "churnfs_stream_freshness_seconds_count") == processed
+    assert _sample(metrics, "churnfs_stream_lag") == 0
+    assert _sample(metrics, "churnfs_stream_batches_total", outcome="ok") == stats.batches
+    lag = state._stream_lag()
+    assert lag is not None and (lag["lag"], lag["pending"], lag["consumers"]) == (0, 0, 1)
 
     # the offline store got the same rows: each touched user's newest part row is its online row
     parts = part_files(world.offline_store_dir / "user_activity_features.parquet")
