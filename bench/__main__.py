@@ -36,6 +36,7 @@ SUITES = [
     "serve",
     "monitor",
     "spark",
+    "stream",
 ]
 DOC = REPO / "docs" / "benchmarks.md"
 HEADER = (

@@ -54,6 +54,12 @@ def consume_command(
             "--metrics-port", help="Serve Prometheus metrics (lag, freshness, counts) on this port."
         ),
     ] = None,
+    stats_json: Annotated[
+        Path | None,
+        typer.Option(
+            "--stats-json", help="Also write what it did, with every freshness sample, as JSON here."
+        ),
+    ] = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """Join the consumer group and turn entries into raw-store rows and fresh activity features."""
@@ -72,6 +78,13 @@ def consume_command(
         stats = consumer.run(max_idle_s=max_idle)
     except KeyboardInterrupt:
         stats = consumer.stats
+    if stats_json is not None:
+        import dataclasses
+        import json
+
+        from churnfs.io import write_text_atomic
+
+        write_text_atomic(json.dumps({"name": consumer.name, **dataclasses.asdict(stats)}), stats_json)
     print_summary("stream consume", stats.summary())
 
 

@@ -109,6 +109,10 @@ class ConsumerStats:
     users_pushed: int = 0
     freshness_s: list[float] = field(default_factory=list)
     """Seconds from each new event's XADD to its user's online write."""
+    first_batch_at: float | None = None
+    """Unix time the first micro-batch began (throughput excludes start-up and idle tails)."""
+    last_batch_at: float | None = None
+    """Unix time the last micro-batch ended."""
 
     def summary(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -354,7 +358,10 @@ class StreamConsumer:
                 entries = self.next_batch(block_ms=500)
                 if entries:
                     started = time.perf_counter()
+                    if self.stats.first_batch_at is None:
+                        self.stats.first_batch_at = time.time()
                     self.process(entries)
+                    self.stats.last_batch_at = time.time()
                     if self.on_batch is not None:
                         self.on_batch(self.stats, len(entries), time.perf_counter() - started)
                     idle_since = time.monotonic()

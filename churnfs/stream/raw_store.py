@@ -81,7 +81,8 @@ class RawEventStore:
         path = parts_dir(self.path, STREAM_PARTS_DIR) / part_name(newest, datetime.now(UTC), label)
         _write_durably(table, path)
         self._read.add(path)
-        self._known = np.union1d(self._known, _event_ids(path))
+        ids = np.asarray(table.column("event_id").fill_null(-1).to_numpy(), dtype=np.int64)
+        self._known = np.union1d(self._known, ids)
         return path
 
     def append_quarantine(self, rows: pa.Table, label: str) -> Path:
