@@ -5,7 +5,8 @@ An engine (``transformations.engines``: DuckDB in this process, or Spark) reads
 calendar; this job writes what it returns: unusable rows to
 ``DATA_DIR/quarantine/<table>.parquet`` (with a ``reason``) and one parquet file per feature view
 to ``DATA_DIR/offline_store/``, every row stamped with the same ``created_timestamp`` (the job's
-start). All files are swapped in together at the end.
+start). All files are swapped in together at the end. Then, once per topic model version, its
+topics are labelled (``label_topics``), whichever engine fitted it.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ __all__ = [
     "GROUPS",
     "GROUP_VIEWS",
     "build_features",
+    "label_topics",
     "raw_table_path",
     "read_raw_table",
     "select_groups",
@@ -202,6 +204,8 @@ def build_features(
                         logger.info(
                             "%s: %d refreshed parts superseded by the rebuild, removed", target.stem, dropped
                         )
+    if "review" in selected:
+        label_topics(settings, spec.train_end)
     summary["seconds"] = round(time.perf_counter() - started, 2)
     logger.info(
         "offline store written to %s in %.1f s (%s engine)",
@@ -210,6 +214,30 @@ def build_features(
         feature_engine.name,
     )
     return summary
+
+
+def label_topics(settings: Settings, train_end: datetime) -> None:
+    """Label the current topic model's topics when its version has no labels yet: class-based
+    TF-IDF over the reviews written before ``train_end`` (a seeded sample as large as the fit's),
+    their embeddings read through the cache the review group just filled."""
+    import pandas as pd
+
+    from transformations.embeddings import review_vectors
+    from transformations.topics import MAX_FIT_REVIEWS, SEED, load_topic_model, save_topic_labels
+
+    model = load_topic_model(settings, settings.embedding_model)
+    if model is None or model.labels is not None:
+        return
+    reviews = read_raw_table(settings, "review_table").select(
+        ["review_id", "review_timestamp", "review_text"]
+    )
+    frame = reviews.to_pandas()
+    frame = frame[(frame["review_timestamp"] < pd.Timestamp(train_end)) & frame["review_text"].notna()]
+    if len(frame) > MAX_FIT_REVIEWS:
+        sample = np.random.default_rng(SEED).choice(len(frame), MAX_FIT_REVIEWS, replace=False)
+        frame = frame.iloc[np.sort(sample)]
+    vectors = review_vectors(frame, settings, show_progress=False)
+    save_topic_labels(settings, model, frame["review_text"].astype(str).tolist(), vectors.embeddings)
 
 
 def _staged_file(target: Path) -> Path:

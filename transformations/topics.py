@@ -15,6 +15,12 @@ the validation period leaks into training features) and saved as a versioned art
 embedding model, backend, fitted_until, n_reviews, created). Later runs and single-user refresh
 load the newest version fitted for the current embedding model and never refit it; a new
 version is fitted only when none exists for that model.
+
+Each topic gets a label a person can read: its top words by class-based TF-IDF (BERTopic's
+c-TF-IDF) over the training-period reviews it wins (``topic_words``), stored beside the centroids
+as ``labels.json`` in the same version folder (``save_topic_labels``). The feature job labels a
+version once, after either engine fitted it (``transformations.job``); serving and monitoring show
+``topic_vector`` with these labels.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +55,14 @@ MAX_FIT_REVIEWS = 20_000
 """Reviews the topic model is fitted on, at most (a seeded sample of the training period's)."""
 
 
+LABEL_WORDS = 5
+"""Top words kept per topic; a label joins the first ``LABEL_NAME_WORDS`` of them."""
+LABEL_NAME_WORDS = 3
+LABELS_FILE = "labels.json"
+LABEL_TOKEN = r"(?u)\b[a-zA-Z][a-zA-Z']{2,}\b"
+"""Words of three letters or more (with an inner apostrophe); English stop words are dropped."""
+
+
 @dataclass(frozen=True)
 class TopicModel:
     """Fitted centroids and where they came from."""
@@ -55,6 +70,17 @@ class TopicModel:
     centroids: np.ndarray  # float32 (K, dim), unit rows
     version: int
     metadata: dict[str, object]
+    labels: dict[str, object] | None = None
+    """``labels.json`` of this version (``topics``: per topic its ``label``, ``words`` and
+    ``reviews``), or None before the job labelled it."""
+
+    @property
+    def topic_names(self) -> list[str] | None:
+        """One label per topic, in topic order, or None when the version has no labels yet."""
+        if self.labels is None:
+            return None
+        topics = self.labels.get("topics")
+        return [str(t["label"]) for t in topics] if isinstance(topics, list) else None
 
     @property
     def k(self) -> int:
@@ -94,8 +120,70 @@ def load_topic_model(settings: Settings, embedding_model: str) -> TopicModel | N
         metadata = json.loads((path / "metadata.json").read_text(encoding="utf-8"))
         if metadata.get("embedding_model") == embedding_model:
             centroids = np.load(path / "centroids.npy").astype(np.float32)
-            return TopicModel(centroids=centroids, version=version, metadata=metadata)
+            labels_path = path / LABELS_FILE
+            labels = json.loads(labels_path.read_text(encoding="utf-8")) if labels_path.exists() else None
+            return TopicModel(centroids=centroids, version=version, metadata=metadata, labels=labels)
     return None
+
+
+def topic_words(
+    texts: Sequence[str], topics: np.ndarray, k: int, top_n: int = LABEL_WORDS
+) -> list[list[str]]:
+    """The ``top_n`` words of each of ``k`` topics by class-based TF-IDF: all reviews of a topic
+    (``topics[i]`` is review i's topic) form one document; a word weighs its share of that
+    document's words times ``log(1 + A / f)``, ``f`` its count over all topics and ``A`` the mean
+    words per topic, so words every topic uses (the product nouns) sink. Ties go alphabetically;
+    a topic without reviews gets no words."""
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    documents = [" ".join(str(t) for t, c in zip(texts, topics, strict=True) if c == i) for i in range(k)]
+    if not any(documents):
+        return [[] for _ in range(k)]
+    vectorizer = CountVectorizer(stop_words="english", token_pattern=LABEL_TOKEN, lowercase=True)
+    counts = np.asarray(vectorizer.fit_transform(documents).todense(), dtype=np.float64)
+    vocabulary = vectorizer.get_feature_names_out()
+    per_topic = counts.sum(axis=1, keepdims=True)
+    tf = np.divide(counts, per_topic, out=np.zeros_like(counts), where=per_topic > 0)
+    weight = tf * np.log1p(counts.sum() / k / np.maximum(counts.sum(axis=0), 1.0))
+    words = []
+    for i in range(k):
+        order = np.lexsort((vocabulary, -weight[i]))  # heaviest first, then alphabetical
+        words.append([str(vocabulary[j]) for j in order[:top_n] if weight[i, j] > 0])
+    return words
+
+
+def save_topic_labels(
+    settings: Settings, model: TopicModel, texts: Sequence[str], embeddings: np.ndarray
+) -> TopicModel:
+    """Label ``model``'s topics from ``texts`` (training-period reviews) and their ``embeddings``:
+    each review goes to its most likely topic; ``labels.json`` is written into the model's
+    version folder (atomically) and the labelled model returned."""
+    topics = model.transform(embeddings).argmax(axis=1) if len(embeddings) else np.zeros(0, dtype=int)
+    words = topic_words(texts, topics, model.k)
+    counts = np.bincount(topics, minlength=model.k)
+    labels: dict[str, object] = {
+        "method": f"class-based TF-IDF, top {LABEL_WORDS} words, label = first {LABEL_NAME_WORDS}",
+        "n_reviews": len(texts),
+        "created": datetime.now(UTC).isoformat(),
+        "topics": [
+            {
+                "topic": i,
+                "label": ", ".join(words[i][:LABEL_NAME_WORDS]) or f"topic {i}",
+                "words": words[i],
+                "reviews": int(counts[i]),
+            }
+            for i in range(model.k)
+        ],
+    }
+    folder = topic_model_root(settings) / f"v{model.version}"
+    staging = folder / f".{LABELS_FILE}.{os.getpid()}"
+    staging.write_text(json.dumps(labels, indent=2), encoding="utf-8")
+    os.replace(staging, folder / LABELS_FILE)
+    labelled = TopicModel(
+        centroids=model.centroids, version=model.version, metadata=model.metadata, labels=labels
+    )
+    logger.info("topic model v%d labelled: %s", model.version, "; ".join(labelled.topic_names or []))
+    return labelled
 
 
 def fit_centroids(embeddings: np.ndarray, k: int = TOPIC_COUNT, seed: int = SEED) -> np.ndarray:

@@ -18,7 +18,7 @@ from sklearn.metrics import roc_auc_score
 from churnfs.settings import Settings
 from churnfs.world import load_world_spec
 from transformations.embeddings import ReviewVectors, load_encoder, review_vectors
-from transformations.topics import TOPIC_COUNT, ensure_topic_model
+from transformations.topics import TOPIC_COUNT, ensure_topic_model, topic_words
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +69,36 @@ def test_topics_recover_the_planted_aspects(
     purity = table.max(axis=1).sum() / len(topic)
     assert purity >= 0.7, f"topic purity {purity:.3f}\n{table}"
     assert np.unique(table.idxmax(axis=1)).size >= 5  # not one aspect everywhere
+
+
+ASPECT_WORDS = {
+    "delivery": {"delivery", "shipping", "courier", "parcel", "delivered"},
+    "price": {"price", "expensive", "cheap", "money", "deal"},
+    "quality": {"quality", "material", "stitching", "build"},
+    "support": {"support", "customer", "agent", "service"},
+    "app": {"app", "checkout", "wishlist", "website"},
+    "returns": {"return", "returns", "refund", "returned"},
+}
+
+
+def test_topic_labels_name_the_aspect_each_topic_holds(
+    small_world: Settings, reviews_with_truth: pd.DataFrame, vectors: ReviewVectors
+) -> None:
+    """The c-TF-IDF words of a topic name the planted aspect most of its reviews carry (the
+    generator's truth is used here only, never to label)."""
+    spec = load_world_spec(small_world.raw_dir)
+    times = reviews_with_truth["review_timestamp"].dt.tz_convert("UTC")
+    model = ensure_topic_model(
+        small_world,
+        vectors.embeddings,
+        times.dt.as_unit("us").astype("int64").to_numpy(),
+        "all-MiniLM-L6-v2",
+        "onnx",
+        spec.train_end,
+    )
+    before = (times < spec.train_end).to_numpy()
+    topic = model.transform(vectors.embeddings[before]).argmax(axis=1)
+    words = topic_words(reviews_with_truth.loc[before, "review_text"].tolist(), topic, model.k)
+    majority = pd.crosstab(topic, reviews_with_truth.loc[before, "aspect"].to_numpy()).idxmax(axis=1)
+    named = [t for t, aspect in majority.items() if ASPECT_WORDS[aspect] & set(words[int(t)])]
+    assert len(named) >= model.k - 1, {int(t): (majority[t], words[int(t)]) for t in majority.index}
