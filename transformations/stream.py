@@ -177,20 +177,34 @@ def stream_as_of(newest: datetime, clock: datetime | None, end: datetime) -> dat
     return min(as_of, end)
 
 
-def recompute_activity(
-    settings: Settings, users: pa.Table, user_ids: Sequence[int], as_of: datetime, spec: WorldSpec
+def activity_rows(
+    settings: Settings, users: pa.Table, events: pa.Table, user_ids: Sequence[int], as_of: datetime
 ) -> pa.Table:
-    """The activity rows of ``user_ids`` as of ``as_of`` from the raw store as it is now, with the
-    batch job's validation and group function (users not signed up before ``as_of`` get none).
+    """The activity rows of ``user_ids`` as of ``as_of`` with the batch job's group function
+    (users not signed up before ``as_of`` get none).
 
     Args:
         users: the clean ``user_table`` rows (every user, or at least those of ``user_ids``).
+        events: clean, parsed events (``validate``'s output) holding at least every stored event
+            of ``user_ids``; other users' events are left out.
     """
     ids = pa.array(sorted({int(u) for u in user_ids}), type=pa.int64())
     chosen = users.filter(pc.is_in(users.column("user_id"), value_set=ids))
-    raw = read_raw_table(settings, "event_logs", user_ids=ids.to_pylist())
+    theirs = events.filter(pc.is_in(events.column("user_id"), value_set=ids))
+    return group_views("activity", chosen, theirs, [as_of], settings)[ACTIVITY_VIEW]
+
+
+def recompute_activity(
+    settings: Settings, users: pa.Table, user_ids: Sequence[int], as_of: datetime, spec: WorldSpec
+) -> pa.Table:
+    """``activity_rows`` from the raw store on disk (the generated file and the stream's parts,
+    read for these users only and validated like the batch job): what the consumer's in-memory
+    copy of the clean events must give."""
+    ids = sorted({int(u) for u in user_ids})
+    raw = read_raw_table(settings, "event_logs", user_ids=ids)
+    chosen = users.filter(pc.is_in(users.column("user_id"), value_set=pa.array(ids, type=pa.int64())))
     split = validate("event_logs", raw, chosen, spec)
-    return group_views("activity", chosen, split.clean, [as_of], settings)[ACTIVITY_VIEW]
+    return activity_rows(settings, chosen, split.clean, ids, as_of)
 
 
 def quarantine_rows(quarantined: pa.Table) -> pa.Table:

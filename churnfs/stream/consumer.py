@@ -50,10 +50,10 @@ from transformations.job import with_created_timestamp
 from transformations.stream import (
     ACTIVITY_VIEW,
     STREAM_ID,
+    activity_rows,
     decode_entries,
     drop_known_events,
     quarantine_rows,
-    recompute_activity,
     stream_as_of,
 )
 
@@ -143,7 +143,7 @@ class StreamConsumer:
         self.client = redis_client(settings.redis_connection_string, timeout_s=10.0)
         self.spec = load_world_spec(settings.raw_dir)
         self.users = validate("user_table", read_raw_table(settings, "user_table"), None, self.spec).clean
-        self.raw = RawEventStore(settings)
+        self.raw = RawEventStore(settings, self.users, self.spec)
         self.raw.refresh()
         self.stats = ConsumerStats()
         self.on_batch: Callable[[ConsumerStats, int, float], None] | None = None
@@ -294,7 +294,8 @@ class StreamConsumer:
                     self.raw.append_events(dedup.new, newest, label)
                 as_of = stream_as_of(newest, self._clock(), self.spec.end)
                 user_ids = pc.unique(clean_raw.column("user_id")).to_pylist()
-                rows = recompute_activity(settings, self.users, user_ids, as_of, self.spec)
+                events = self.raw.clean_events(user_ids)
+                rows = activity_rows(settings, self.users, events, user_ids, as_of)
                 if rows.num_rows:
                     self._push(rows, as_of)
                 self.client.set(clock_key(settings), as_of.isoformat())

@@ -11,17 +11,20 @@ consumer may acknowledge them.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from churnfs.settings import Settings
 from churnfs.store.parts import STREAM_PARTS_DIR, conform_to_source, part_files, part_name, parts_dir
-from transformations.groups import raw_table_path
-from transformations.validation import RAW_SCHEMAS
+from churnfs.world import WorldSpec
+from transformations.groups import raw_table_path, validate
+from transformations.validation import RAW_SCHEMAS, conform
 
 
 def _write_durably(table: pa.Table, path: Path) -> None:
@@ -51,13 +54,23 @@ def _event_ids(path: Path) -> np.ndarray:
 
 
 class RawEventStore:
-    """The ``event_logs`` table with the stream's parts, and the sorted ids of its events."""
+    """The ``event_logs`` table with the stream's parts, the sorted ids of its events and, given
+    the world's clean users and spec, its clean events as ``validate`` returns them.
 
-    def __init__(self, settings: Settings) -> None:
+    The clean events are kept in memory, each file validated once when first read (validation
+    checks each row on its own, so validating file by file gives the batch job's rows): a
+    micro-batch then recomputes its users without scanning the raw files again.
+    """
+
+    def __init__(
+        self, settings: Settings, users: pa.Table | None = None, spec: WorldSpec | None = None
+    ) -> None:
         self.path = raw_table_path(settings, "event_logs")
         self.quarantine_path = settings.quarantine_dir / "event_logs.parquet"
         self._read: set[Path] = set()
         self._known = np.empty(0, dtype=np.int64)
+        self._users, self._spec = users, spec
+        self._clean: pa.Table | None = None
 
     @property
     def known_ids(self) -> np.ndarray:
@@ -72,8 +85,23 @@ class RawEventStore:
         new = [f for f in files if f not in self._read]
         if new:
             self._known = np.unique(np.concatenate([self._known, *(_event_ids(f) for f in new)]))
+            for path in new:
+                self._take_clean(pq.read_table(path, columns=list(RAW_SCHEMAS["event_logs"])))
             self._read.update(new)
         return len(new)
+
+    def _take_clean(self, raw: pa.Table) -> None:
+        if self._users is None or self._spec is None:
+            return
+        clean = validate("event_logs", conform("event_logs", raw), self._users, self._spec).clean
+        self._clean = clean if self._clean is None else pa.concat_tables([self._clean, clean])
+
+    def clean_events(self, user_ids: Sequence[int]) -> pa.Table:
+        """The stored clean, parsed events of ``user_ids`` (``validate``'s output)."""
+        if self._clean is None:
+            raise RuntimeError("the raw store was made without the world's users and spec, or not read yet")
+        ids = pa.array(sorted({int(u) for u in user_ids}), type=pa.int64())
+        return self._clean.filter(pc.is_in(self._clean.column("user_id"), value_set=ids))
 
     def append_events(self, events: pa.Table, newest: datetime, label: str) -> Path:
         """Append raw events (the ``event_logs`` columns) as a new part, durably, and know their ids."""
@@ -83,6 +111,7 @@ class RawEventStore:
         self._read.add(path)
         ids = np.asarray(table.column("event_id").fill_null(-1).to_numpy(), dtype=np.int64)
         self._known = np.union1d(self._known, ids)
+        self._take_clean(table)
         return path
 
     def append_quarantine(self, rows: pa.Table, label: str) -> Path:

@@ -160,6 +160,7 @@ def assert_drained_and_equal_to_batch(settings: Settings, published: pa.Table) -
     Returns how many users were compared."""
     from churnfs.stream.status import stream_status
     from transformations.groups import group_views, read_raw_table, validate
+    from transformations.stream import recompute_activity
 
     status = stream_status(settings)
     assert status["lag"] == 0 and status["pending"] == 0, status
@@ -185,6 +186,11 @@ def assert_drained_and_equal_to_batch(settings: Settings, published: pa.Table) -
     for as_of in sorted(set(times.values())):
         batch = group_views("activity", users, clean, [as_of], settings)["user_activity_features"]
         rows = {r["user_id"]: r for r in batch.to_pylist()}
+        # the same users read from disk for themselves alone (read_raw_table's user filter over
+        # the file and the parts) give the batch rows too
+        at_this_time = [u for u in touched if times[u] == as_of]
+        from_disk = recompute_activity(settings, users, at_this_time, as_of, spec)
+        assert from_disk.equals(batch.filter(pc.is_in(batch.column("user_id"), pa.array(at_this_time))))
         for user in (u for u in touched if times[u] == as_of):
             for name, value in online[user].items():
                 if not _same(value, rows[user][name]):
