@@ -22,7 +22,8 @@ def _moved(column: Mapping[str, Any]) -> str:
     means = ""
     if column.get("reference_mean") is not None:
         means = f"mean {_num(column['reference_mean'])} -> {_num(column['current_mean'])}, "
-    return f"{column['column']} ({means}PSI {_num(column['psi'])})"
+    label = f' "{column["label"]}"' if column.get("label") else ""
+    return f"{column['column']}{label} ({means}PSI {_num(column['psi'])})"
 
 
 def headline_lines(summary: Mapping[str, Any]) -> list[str]:

@@ -413,6 +413,26 @@ def _load_window(settings: Settings, window: Window, config: MonitoringConfig) -
     return WindowData(window.describe(), snapshots, _with_sentiment(settings, reviews))
 
 
+def label_topic_columns(summary: dict[str, Any], settings: Settings) -> bool:
+    """Name the ``topic_vector[i]`` columns of ``summary`` with the topic model's labels
+    (``transformations.topics``): a ``label`` on each such column and ``reviews.topics``. False
+    when the model has no labels."""
+    from transformations.topics import load_topic_model
+
+    model = load_topic_model(settings, settings.embedding_model)
+    topics = model.labels.get("topics") if model is not None and model.labels is not None else None
+    if not isinstance(topics, list):
+        return False
+    summary["reviews"]["topics"] = [
+        {"column": f"topic_vector[{t['topic']}]", "label": t["label"], "words": t["words"]} for t in topics
+    ]
+    by_column = {t["column"]: t["label"] for t in summary["reviews"]["topics"]}
+    for column in summary["features"]["columns"]:
+        if column["column"] in by_column:
+            column["label"] = by_column[column["column"]]
+    return True
+
+
 def _with_sentiment(settings: Settings, reviews: pd.DataFrame) -> pd.DataFrame:
     """``reviews`` with each one's score by the review features' own method (SENTIMENT_METHOD),
     from the embedding cache the feature job filled (texts not in it are embedded and added)."""
@@ -539,6 +559,8 @@ def run_monitoring(
         advance(4)
         summary, snapshot = compare_windows(ref_data, cur_data, config, importance)
         summary["reviews"]["weekly_sentiment"] = _weekly_trend(settings, ref_window, cur_window, config)
+        if label_topic_columns(summary, settings):
+            summary["headline"] = headline_lines(summary)
         advance(5)
         summary["freshness"] = check_freshness(settings, _lookup_users(cur_data.snapshots), latest)
         advance(6)

@@ -142,7 +142,8 @@ def render_summary_table(summary: Mapping[str, Any], top: int = TOP_FEATURES) ->
     keys = set(summary.get("key_features", {}).get("names", []))
     for f in judged[:top]:
         mark = " *" if f["column"].split("[", 1)[0] in keys else ""
-        top_table.add_row(*_row(f"{f['column']}{mark}", f))
+        label = f' "{f["label"]}"' if f.get("label") else ""
+        top_table.add_row(*_row(f"{f['column']}{label}{mark}", f))
 
     tail = [Text("* key feature", style="dim")]
     tail += [Text(f"ALERT: {a}", style="bold red") for a in summary.get("alerts", [])]

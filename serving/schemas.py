@@ -103,6 +103,12 @@ class FeaturesResponse(BaseModel):
     )
     views: dict[str, ViewSource]
     features: dict[str, FeatureValue]
+    topic_labels: list[str] | None = Field(
+        default=None,
+        description="The label of each topic_vector component, in order: the topic model version's "
+        "top words by class-based TF-IDF; null when the features hold no topic_vector or the model "
+        "has no labels yet.",
+    )
 
     model_config = ConfigDict(
         json_schema_extra={

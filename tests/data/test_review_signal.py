@@ -99,6 +99,7 @@ def test_topic_labels_name_the_aspect_each_topic_holds(
     before = (times < spec.train_end).to_numpy()
     topic = model.transform(vectors.embeddings[before]).argmax(axis=1)
     words = topic_words(reviews_with_truth.loc[before, "review_text"].tolist(), topic, model.k)
-    majority = pd.crosstab(topic, reviews_with_truth.loc[before, "aspect"].to_numpy()).idxmax(axis=1)
-    named = [t for t, aspect in majority.items() if ASPECT_WORDS[aspect] & set(words[int(t)])]
-    assert len(named) >= model.k - 1, {int(t): (majority[t], words[int(t)]) for t in majority.index}
+    table = pd.crosstab(topic, reviews_with_truth.loc[before, "aspect"].to_numpy())
+    majority = {int(t): str(aspect) for t, aspect in zip(table.index, table.idxmax(axis=1), strict=True)}
+    named = [t for t, aspect in majority.items() if ASPECT_WORDS[aspect] & set(words[t])]
+    assert len(named) >= model.k - 1, {t: (aspect, words[t]) for t, aspect in majority.items()}

@@ -39,12 +39,14 @@ def linked_world(
     source: Settings, root: Path, *, with_offline_store: bool = True, with_models: bool = False
 ) -> Settings:
     """A DATA_DIR of its own over ``source``'s raw tables and offline store (and, ``with_models``,
-    its MLflow store, so the champion is ``source``'s)."""
+    its MLflow store, so the champion is ``source``'s, and its artifacts: the topic model with its
+    labels and the embedding cache)."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "raw").symlink_to(source.raw_dir)
     if with_offline_store:
         (root / "offline_store").symlink_to(source.offline_store_dir)
     if with_models:
+        (root / "artifacts").symlink_to(source.artifacts_dir)
         return Settings(data_dir=root, mlflow_tracking_uri=source.resolved_mlflow_tracking_uri)
     return Settings(data_dir=root)
 
@@ -170,6 +172,17 @@ def test_weekly_sentiment_trend_shows_the_planted_slide_outside_the_reference_ba
     assert trend["current_weeks_outside_band"] >= 1
     body = drift_run.html_path.read_text(encoding="utf-8").split("<body>", 1)[1]
     assert body.index('id="churnfs-headline"') < body.index('id="weekly-sentiment"') < body.index("<script")
+
+
+def test_topic_components_carry_the_topic_models_labels(drift_run: Any, monitored_world: Settings) -> None:
+    from transformations.topics import load_topic_model
+
+    model = load_topic_model(monitored_world, monitored_world.embedding_model)
+    assert model is not None and model.topic_names is not None
+    topics = drift_run.summary["reviews"]["topics"]
+    assert [t["label"] for t in topics] == model.topic_names
+    labelled = {c["column"]: c.get("label") for c in drift_run.summary["features"]["columns"]}
+    assert all(labelled[t["column"]] == t["label"] for t in topics if t["column"] in labelled)
 
 
 def test_key_features_are_the_champions_most_important(drift_run: Any) -> None:

@@ -134,6 +134,18 @@ def test_features_come_online_and_equal_the_offline_snapshot_at_materialization_
             _assert_close(value, expected[name], f"user {user_id} {name}")
 
 
+def test_features_name_each_topic_component_with_the_topic_models_labels(
+    client: TestClient, served: ServedWorld
+) -> None:
+    from transformations.topics import load_topic_model
+
+    body = client.get(f"/features/{served.sample_users[0]}").json()
+    model = load_topic_model(served.settings, served.settings.embedding_model)
+    assert model is not None and model.topic_names is not None  # the feature job labelled it
+    assert body["topic_labels"] == model.topic_names
+    assert len(body["topic_labels"]) == len(body["features"]["topic_vector"])
+
+
 def test_an_unknown_user_is_404_everywhere(client: TestClient) -> None:
     for response in (client.get(f"/features/{UNKNOWN}"), client.post(f"/predict/{UNKNOWN}")):
         assert response.status_code == 404

@@ -5,6 +5,7 @@ not, key features come from the champion's importance, and bad inputs give one c
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,7 @@ import pytest
 from rich.console import Console
 
 from churnfs.errors import MissingDataError, SchemaError
+from churnfs.settings import Settings
 from monitoring import drift
 from monitoring.config import MonitoringConfig
 from monitoring.headline import HEADLINE_ID, with_headline
@@ -207,3 +209,32 @@ def test_terminal_table_shows_the_weekly_sentiment_band_and_the_weeks_outside_it
     console.print(render_summary_table(summary))
     row = next(line for line in console.export_text().splitlines() if "weekly mean sentiment" in line)
     assert "reference band" in row and "lowest -0.300" in row and "1 current week(s) outside" in row
+
+
+def test_topic_columns_carry_the_topic_models_labels_into_the_headline_and_table(tmp_path: Path) -> None:
+    from monitoring.headline import headline_lines
+    from monitoring.job import label_topic_columns
+    from transformations.topics import save_topic_labels, save_topic_model
+
+    rng = np.random.default_rng(11)
+    summary, _ = compare_windows(
+        _window(rng, 2000, (0.6, 0.8), HAPPY), _window(rng, 2000, (0.8, 1.0), UNHAPPY), CONFIG
+    )
+    settings = Settings(data_dir=tmp_path)
+    assert not label_topic_columns(summary, settings)  # no topic model: nothing to name
+    moved = next(c for c in summary["features"]["columns"] if c["column"] == "mobile_share_30d")
+    summary["features"]["columns"].append(moved | {"column": "topic_vector[1]"})
+    model = save_topic_model(
+        settings, np.eye(2, dtype=np.float32), settings.embedding_model, "onnx", AS_OF, 2
+    )
+    save_topic_labels(settings, model, ["late courier", "soft fabric"], np.eye(2, dtype=np.float32))
+    assert label_topic_columns(summary, settings)
+    assert summary["reviews"]["topics"][1] == {
+        "column": "topic_vector[1]",
+        "label": "fabric, soft",
+        "words": ["fabric", "soft"],
+    }
+    assert 'topic_vector[1] "fabric, soft" (mean' in headline_lines(summary)[1]
+    console = Console(record=True, width=200)
+    console.print(render_summary_table(summary))
+    assert 'topic_vector[1] "fabric, soft"' in console.export_text()
