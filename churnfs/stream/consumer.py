@@ -39,6 +39,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from churnfs.errors import MissingDataError
 from churnfs.settings import Settings
 from churnfs.store.parts import append_part, conform_to_source, part_name
 from churnfs.store.redis_servers import redis_client
@@ -222,14 +223,23 @@ class StreamConsumer:
         later micro-batch recomputes a user as of the same second with more events) and the
         activity view's push source."""
         if self._writer is None:
+            from feast.errors import FeatureViewNotFoundException
+
             from churnfs.store import get_store
 
             writer = get_store(self.settings, check_online=False)
             writer.config.online_store.skip_dedup = True
-            view = writer.get_feature_view(ACTIVITY_VIEW)
+            try:
+                view = writer.get_feature_view(ACTIVITY_VIEW)
+            except FeatureViewNotFoundException:
+                raise MissingDataError(
+                    f"{ACTIVITY_VIEW} is not in the registry {self.settings.registry_path}: run `make apply`"
+                ) from None
             source = getattr(view, "stream_source", None)
             if source is None:
-                raise RuntimeError(f"{ACTIVITY_VIEW} has no push source in the registry: run `make apply`")
+                raise MissingDataError(
+                    f"{ACTIVITY_VIEW} has no push source in the registry: run `make apply`"
+                )
             self._push_source = source.name
             end = view.most_recent_end_time
             self._materialized_end = end.astimezone(UTC) if end is not None else None
@@ -348,6 +358,7 @@ class StreamConsumer:
         import redis
         from redis.exceptions import LockError
 
+        self._feast()  # Feast's import and registry load take seconds: never under the write lock
         backoff = 0.2
         idle_since = time.monotonic()
         created = False

@@ -369,3 +369,39 @@ def test_a_consumer_waits_out_a_redis_restart_and_resumes_without_losing_work(
         assert_drained_and_equal_to_batch(settings, stream_world.held_back)
     finally:
         server.stop()
+
+
+def test_the_stream_commands_publish_consume_and_report_a_drained_group(
+    world: Settings, stream_world: StreamWorld
+) -> None:
+    from typer.testing import CliRunner
+
+    from churnfs.cli import app
+
+    env = {"DATA_DIR": str(world.data_dir), "REDIS_CONNECTION_STRING": world.redis_connection_string}
+    runner = CliRunner()
+    day = stream_world.end - timedelta(days=1)
+    window = ["--from", f"{day:%Y-%m-%d}", "--to", f"{stream_world.end:%Y-%m-%d}"]
+    published = runner.invoke(
+        app, ["stream", "publish", *window, "--source", str(stream_world.source.data_dir)], env=env
+    )
+    assert published.exit_code == 0, published.output
+    backwards = runner.invoke(
+        app, ["stream", "publish", "--from", "2025-06-02", "--to", "2025-06-01"], env=env
+    )
+    assert backwards.exit_code != 0 and "must be after" in backwards.output
+    consumed = runner.invoke(app, ["stream", "consume", "--max-idle", "1"], env=env)
+    assert consumed.exit_code == 0, consumed.output
+    status = runner.invoke(app, ["stream", "status"], env=env)
+    assert status.exit_code == 0, status.output
+    lines = {
+        line.split("│")[1].strip(): line.split("│")[2].strip()
+        for line in status.output.splitlines()
+        if line.count("│") == 3
+    }
+    assert (lines["lag"], lines["pending"]) == ("0", "0")
+    week = stream_world.held_back
+    times = week.column("event_timestamp")
+    one_day = week.filter(pc.greater_equal(times, pa.scalar(day, times.type)))
+    assert int(lines["entries"]) == one_day.num_rows > 0
+    assert_drained_and_equal_to_batch(world, one_day)
