@@ -29,8 +29,10 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -94,6 +96,31 @@ def entry_millis(stream_ids: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """The publish time (Unix ms) in each entry id ``<ms>-<seq>``."""
     parts = pc.split_pattern(stream_ids, "-", max_splits=1)
     return np.asarray(pc.list_element(parts, 0).cast(pa.int64()).to_numpy(zero_copy_only=False))
+
+
+@contextmanager
+def _lease_kept(lock: Any, lease_s: float) -> Iterator[None]:
+    """Renew ``lock``'s lease every third of it while the block runs, so a slow write phase (a
+    large batch, a busy machine) keeps the lock; the lease only bounds how long a killed holder
+    blocks the others. A renewal that fails (the lease ran out, Redis is gone) is left to the
+    release, which then raises ``LockError`` and the batch runs again."""
+    done = threading.Event()
+
+    def renew() -> None:
+        while not done.wait(lease_s / 3):
+            try:
+                lock.reacquire()
+            except Exception as exc:  # LockNotOwnedError, a lost connection
+                logger.warning("could not renew the write lock: %s", exc)
+                return
+
+    keeper = threading.Thread(target=renew, name="stream-lock-lease", daemon=True)
+    keeper.start()
+    try:
+        yield
+    finally:
+        done.set()
+        keeper.join()
 
 
 @dataclass
@@ -295,8 +322,11 @@ class StreamConsumer:
         if clean_raw.num_rows:
             from redis.lock import Lock
 
-            lock = Lock(self.client, lock_key(settings), timeout=settings.stream_lock_timeout_s)
-            with lock:
+            # not thread-local: the lease keeper renews it from its own thread
+            lock = Lock(
+                self.client, lock_key(settings), timeout=settings.stream_lock_timeout_s, thread_local=False
+            )
+            with lock, _lease_kept(lock, settings.stream_lock_timeout_s):
                 self.raw.refresh()  # a peer's appends since the last batch
                 dedup = drop_known_events(clean_raw, self.raw.known_ids)
                 newest = pc.max(clean_raw.column("event_timestamp")).as_py()

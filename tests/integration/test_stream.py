@@ -405,3 +405,25 @@ def test_the_stream_commands_publish_consume_and_report_a_drained_group(
     one_day = week.filter(pc.greater_equal(times, pa.scalar(day, times.type)))
     assert int(lines["entries"]) == one_day.num_rows > 0
     assert_drained_and_equal_to_batch(world, one_day)
+
+
+def test_a_write_phase_longer_than_the_lock_lease_keeps_the_lock(
+    world: Settings, stream_world: StreamWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import churnfs.stream.consumer as consumer_module
+    from churnfs.stream.publish import publish_entries
+    from transformations.stream import activity_rows, encode_events
+
+    def slow_rows(*args: Any, **kwargs: Any) -> pa.Table:
+        time.sleep(2.5)  # the lease below is 1 s
+        return activity_rows(*args, **kwargs)
+
+    monkeypatch.setattr(consumer_module, "activity_rows", slow_rows)
+    settings = world.model_copy(update={"stream_lock_timeout_s": 1.0})
+    events = stream_world.held_back.slice(0, 100)
+    publish_entries(
+        redis_client(settings.redis_connection_string), settings.stream_key, encode_events(events)
+    )
+    stats = _consume_until_drained(settings)
+    assert (stats.batches, stats.failed_batches) == (1, 0)
+    assert_drained_and_equal_to_batch(settings, events)
