@@ -174,7 +174,6 @@ class StreamConsumer:
         self.raw = RawEventStore(settings, self.users, self.spec)
         self.raw.refresh()
         self.stats = ConsumerStats()
-        self.on_batch: Callable[[ConsumerStats, int, float], None] | None = None
         self._own_pending = True  # first re-deliver what this name still holds (after a reconnect)
         self._claim_cursor = "0-0"
         self._next_claim = 0.0
@@ -399,13 +398,10 @@ class StreamConsumer:
                     created = True
                 entries = self.next_batch(block_ms=500)
                 if entries:
-                    started = time.perf_counter()
                     if self.stats.first_batch_at is None:
                         self.stats.first_batch_at = time.time()
                     self.process(entries)
                     self.stats.last_batch_at = time.time()
-                    if self.on_batch is not None:
-                        self.on_batch(self.stats, len(entries), time.perf_counter() - started)
                     idle_since = time.monotonic()
                 else:
                     if self.metrics is not None:

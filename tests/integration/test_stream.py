@@ -239,6 +239,26 @@ def test_a_drained_stream_stores_each_event_once_and_serves_batch_equal_values(
     times, _ = _online_activity(world, sorted(newest))
     assert times == newest
 
+    # the batch job reads the streamed events too: its last snapshot counts every clean event
+    from transformations.groups import read_raw_table, validate
+    from transformations.job import build_features
+
+    build_features(world, groups=["activity"], show_progress=False)
+    spec = load_world_spec(world.raw_dir)
+    users = validate("user_table", read_raw_table(world, "user_table"), None, spec).clean
+    clean = validate("event_logs", read_raw_table(world, "event_logs"), users, spec).clean
+    snapshots = pq.read_table(world.offline_store_dir / "user_activity_features.parquet")
+    last = snapshots.filter(
+        pc.equal(
+            snapshots.column("event_timestamp"),
+            pa.scalar(spec.end, snapshots.schema.field("event_timestamp").type),
+        )
+    )
+    assert pc.sum(last.column("total_events")).as_py() == clean.num_rows
+    assert not part_files(
+        world.offline_store_dir / "user_activity_features.parquet"
+    )  # superseded by the rebuild
+
 
 def test_events_published_twice_are_stored_and_counted_once(
     world: Settings, stream_world: StreamWorld
