@@ -277,7 +277,10 @@ class OpenVinoGraph:
         }
         core = ov.Core()
         # Compiled-model cache beside the graph: later runs load it instead of compiling again.
-        core.set_property({"CACHE_DIR": str(path.parent / "openvino_cache")})
+        # One folder per precision: OpenVINO's cache key does not tell fp32 from bf16 here, and a
+        # bf16 compile that loaded the fp32 blob crashed the process (heap corruption, SIGABRT).
+        precision = "bf16" if bf16 else "f32"
+        core.set_property({"CACHE_DIR": str(path.parent / "openvino_cache" / precision)})
         self._compiled = core.compile_model(str(path), "CPU", config)
         self._requests = max(1, int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
         self.input_names = frozenset(i.get_any_name() for i in self._compiled.inputs)
