@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from churnfs.errors import MissingDataError
 from churnfs.io import atomic_path, write_parquet_atomic
 from churnfs.settings import Settings
 from churnfs.store.parts import drop_parts
@@ -195,6 +196,9 @@ def build_features(
                 summary[f"quarantined {output.name}"] = output.table.num_rows
                 for reason, count in count_reasons(output.table).items():
                     summary[f"quarantined {output.name} / {reason}"] = count
+        missing = [v for g in selected for v in GROUP_VIEWS[g] if f"rows {v}" not in summary]
+        if missing:  # an engine that lost its input must not swap in a partial store
+            raise MissingDataError(f"the {feature_engine.name} engine produced no {', '.join(missing)}")
         with steps.step("offline store and quarantine: swap in"):
             for target, staged_path in staged.items():
                 os.replace(staged_path, target)

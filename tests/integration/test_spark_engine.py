@@ -122,6 +122,45 @@ def test_spark_local_builds_the_offline_store_duckdb_builds_and_embeds_nothing_c
     assert cache_parts(world) == parts_before
 
 
+def test_spark_reads_the_streamed_event_parts_in_the_duckdb_readers_order(
+    feature_world: Settings, tmp_path: Path
+):
+    import pyarrow.compute as pc
+
+    from churnfs.store.parts import STREAM_PARTS_DIR, append_part
+    from transformations.groups import raw_table_path
+    from transformations.job import build_features
+
+    worlds = []
+    for name, engine in (("duckdb", "duckdb"), ("spark", "spark")):
+        world = copy_world(feature_world, tmp_path / name, ("embeddings", "topic_model", "onnx"))
+        world = world.model_copy(update={"spark_master": "local[2]"})
+        events = raw_table_path(world, "event_logs")
+        rows = pq.read_table(events).slice(0, 400)
+        for part in range(2):  # two parts, as a stream consumer appends them: new ids, an hour later
+            batch = rows.slice(part * 200, 200)
+            batch = batch.set_column(0, "event_id", pc.add(batch.column("event_id"), 10**9 * (part + 1)))
+            shifted = pc.add(batch.column("event_timestamp"), pa.scalar(3_600_000_000, pa.duration("us")))
+            batch = batch.set_column(
+                batch.schema.get_field_index("event_timestamp"), "event_timestamp", shifted
+            )
+            users = batch.column("user_id").to_pylist()
+            users[5] = None  # an unusable row inside a part: quarantined in file order
+            batch = batch.set_column(
+                batch.schema.get_field_index("user_id"), "user_id", pa.array(users, pa.int64())
+            )
+            append_part(events, batch, f"part-{part}.parquet", STREAM_PARTS_DIR)
+        build_features(world, groups=["activity"], engine=engine, show_progress=False)
+        worlds.append(world)
+    duckdb_world, spark_world = worlds
+    for path in ("offline_store/user_activity_features.parquet", "quarantine/event_logs.parquet"):
+        assert_same_table(
+            pq.read_table(duckdb_world.data_dir / path), pq.read_table(spark_world.data_dir / path), path
+        )
+    quarantined = pq.read_table(spark_world.quarantine_dir / "event_logs.parquet")
+    assert quarantined.num_rows > 2  # the generated file's bad rows and the two in the parts
+
+
 def test_standalone_cluster_builds_the_same_store_and_fits_the_same_topic_model(
     feature_world: Settings, cluster: StandaloneCluster, tmp_path: Path
 ):

@@ -42,7 +42,7 @@ from transformations.groups import (
     RUN_ORDER,
     STEP_NAMES,
     group_views,
-    raw_table_path,
+    raw_table_files,
     validate,
 )
 from transformations.validation import RAW_SCHEMAS, check_schema, conform
@@ -57,6 +57,8 @@ POSITION = "__position"
 BUCKET = "__bucket"
 PAYLOAD_SCHEMA = "name string, payload binary"
 """What a bucket's task returns: one row per output, the output's rows as an Arrow IPC stream."""
+FILE_RANK = 1 << 40
+"""A row's position is its file's rank times this plus its index in the file."""
 USERS_PER_BUCKET = 25_000
 """Automatic bucket count: at least 4 per task slot, at most this many users each (a bucket's
 outputs travel as one value; 25,000 users' activity snapshots are about 80 MB)."""
@@ -77,10 +79,8 @@ class SparkEngine(FeatureEngine):
     def outputs(self, groups: Sequence[str], context: JobContext, steps: Steps) -> Iterator[Output]:
         spark = self.session
         slots = max(1, spark.sparkContext.defaultParallelism)
-        users_path = self._path("user_table")
-        buckets = self.settings.spark_buckets or max(
-            4 * slots, math.ceil(pq.read_metadata(users_path).num_rows / USERS_PER_BUCKET)
-        )
+        user_rows = sum(pq.read_metadata(f).num_rows for f in self._files("user_table"))
+        buckets = self.settings.spark_buckets or max(4 * slots, math.ceil(user_rows / USERS_PER_BUCKET))
         spark.conf.set("spark.sql.shuffle.partitions", str(buckets))
         work = _worker_context(context, slots)
         logger.info(
@@ -114,22 +114,30 @@ class SparkEngine(FeatureEngine):
                     compact_cache(work.settings)
             yield from _outputs(payloads)
 
-    def _path(self, table: str) -> str:
-        path = raw_table_path(self.settings, table)
-        if not path.exists():
-            raise MissingDataError(f"raw table {table} not found at {path}: run `make data` first")
-        check_schema(table, pq.read_schema(path))
-        return str(path.resolve())
+    def _files(self, table: str) -> list[str]:
+        """The table's files in the DuckDB reader's order (``raw_table_files``: the generated file,
+        then the parts the stream appended), each checked against the raw schema."""
+        files = raw_table_files(self.settings, table)
+        for path in files:
+            check_schema(table, pq.read_schema(path))
+        return [str(path.resolve()) for path in files]
 
     def _read(self, table: str, buckets: int) -> DataFrame:
-        """A raw table's contract columns, each row's file position and its user's bucket."""
+        """A raw table's contract columns, each row's position (its file's rank in
+        ``raw_table_files``, then its index in the file) and its user's bucket."""
         from pyspark.sql import functions as F
 
-        frame = self.session.read.parquet(self._path(table))
-        return frame.select(
-            *RAW_SCHEMAS[table],
-            F.col("_metadata.row_index").alias(POSITION),
-            F.coalesce(F.pmod(F.col("user_id"), F.lit(buckets)), F.lit(-1)).alias(BUCKET),
+        files = self._files(table)
+        # Spark names a row's file as a URI (file:/a/b%20c.parquet): decoded, it is the path.
+        path = F.url_decode(F.regexp_replace(F.col("_metadata.file_path"), "^file:(//)?", ""))
+        ranks = F.create_map(*(F.lit(x) for rank, f in enumerate(files) for x in (f, rank)))
+        rank = F.coalesce(F.element_at(ranks, path), F.raise_error(F.concat(F.lit("unlisted file "), path)))
+        return (
+            self.session.read.parquet(*files)
+            .select(
+                *RAW_SCHEMAS[table], (rank * F.lit(FILE_RANK) + F.col("_metadata.row_index")).alias(POSITION)
+            )
+            .withColumn(BUCKET, F.coalesce(F.pmod(F.col("user_id"), F.lit(buckets)), F.lit(-1)))
         )
 
 
