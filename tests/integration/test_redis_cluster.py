@@ -201,12 +201,7 @@ def test_a_killed_node_mid_read_falls_back_without_errors_and_recovers(cluster_w
             load.phase = "restarting"
             cluster_world.cluster.restart_node(victim_index)
             load.phase = "after"
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                recent = [r for r in load.results[-10:] if r[0] == "after"]
-                if len(recent) == 10 and all(r[3] == "online" for r in recent):
-                    break
-                time.sleep(0.1)
+            load.wait_until_online("after")
         finally:
             load.stop.set()
             worker.join(timeout=30)

@@ -4,7 +4,6 @@ a 5xx), says so in /health, and uses Redis again once it returns, without a rest
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -59,12 +58,7 @@ def test_redis_outage_falls_back_without_errors_and_recovers_without_restart(
         load.phase = "restarting"
         served.redis_server = start_redis(served.redis_dir, port=served.redis_port)
         load.phase = "after"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            recent = [r for r in load.results[-10:] if r[0] == "after"]
-            if len(recent) == 10 and all(r[3] == "online" for r in recent):
-                break
-            time.sleep(0.1)
+        load.wait_until_online("after")
     finally:
         load.stop.set()
         worker.join(timeout=30)

@@ -168,3 +168,13 @@ class Load:
         while self.count(phase) < n and time.monotonic() < deadline:
             time.sleep(0.05)
         assert self.count(phase) >= n, f"only {self.count(phase)} responses in phase {phase}"
+
+    def wait_until_online(self, phase: str = "after", last: int = 10, timeout: float = 30) -> None:
+        """Wait until the ``last`` answers sent in ``phase`` all came from the online store (the
+        test then asserts on what the whole run saw)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            recent = [r for r in self.results[-last:] if r[0] == phase]
+            if len(recent) == last and all(r[3] == "online" for r in recent):
+                return
+            time.sleep(0.1)

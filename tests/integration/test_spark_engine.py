@@ -166,11 +166,14 @@ def test_standalone_cluster_builds_the_same_store_and_fits_the_same_topic_model(
 ):
     from transformations.job import build_features
 
-    # no topic model: the driver fits it from the workers' training-period embeddings
+    # No topic model in either copy: DuckDB fits one in this process, the cluster's driver fits
+    # one from its workers' training-period embeddings; both read the same embedding cache.
+    duckdb_world = copy_world(feature_world, tmp_path / "duckdb", ("embeddings", "onnx"))
+    build_features(duckdb_world, engine="duckdb", show_progress=False)
     world = copy_world(feature_world, tmp_path / "w", ("embeddings", "onnx"), spark_master=cluster.master_url)
     build_features(world, engine="spark", show_progress=False)
-    assert_same_offline_store(feature_world, world)
-    expected = np.load(feature_world.artifacts_dir / "topic_model" / "v1" / "centroids.npy")
+    assert_same_offline_store(duckdb_world, world)
+    expected = np.load(duckdb_world.artifacts_dir / "topic_model" / "v1" / "centroids.npy")
     got = np.load(world.artifacts_dir / "topic_model" / "v1" / "centroids.npy")
     assert np.allclose(expected, got, rtol=0, atol=VECTOR_TOLERANCE)
 
@@ -228,17 +231,19 @@ def test_materialization_through_spark_writes_the_bulk_engines_bytes(
 
     from churnfs.store import materialize
 
-    host, port = redis_connection_string.split(",")[0].split(":")
-    bulk = feast_world.model_copy(update={"redis_connection_string": f"{redis_connection_string},db=13"})
-    on_spark = feast_world.model_copy(
-        update={
-            "redis_connection_string": f"{redis_connection_string},db=14",
-            "offline_store": "spark",
-            "spark_master": cluster.master_url,
-        }
+    # two databases of the session's server other than the session's own (which other tests use)
+    address, *options = redis_connection_string.split(",")
+    host, port = address.split(":")
+    session_db = next((int(o[3:]) for o in options if o.startswith("db=")), 0)
+    dbs = [(session_db + 1) % 16, (session_db + 2) % 16]
+    bulk, on_spark = (
+        feast_world.model_copy(update={"redis_connection_string": f"{address},db={db}", **extra})
+        for db, extra in zip(
+            dbs, ({}, {"offline_store": "spark", "spark_master": cluster.master_url}), strict=True
+        )
     )
     clients: list[redis.Redis] = []
-    for db, settings in ((13, bulk), (14, on_spark)):
+    for db, settings in zip(dbs, (bulk, on_spark), strict=True):
         client = redis.Redis(host=host, port=int(port), db=db)
         client.flushdb()
         clients.append(client)
