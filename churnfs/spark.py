@@ -123,14 +123,12 @@ def check_spark(master: str) -> None:
             "(apt-get install openjdk-17-jre-headless) or set FEATURE_ENGINE=duckdb"
         )
     for host, port in master_addresses(master):
-        try:
-            socket.create_connection((host, port), timeout=3).close()
-        except OSError:
+        if not _answers(host, port, timeout=3):
             raise ServiceUnavailableError(
                 f"the Spark master {master} does not answer at {host}:{port}: start it "
                 "($SPARK_HOME/bin/spark-class org.apache.spark.deploy.master.Master) or set "
                 "SPARK_MASTER=local[*]"
-            ) from None
+            )
 
 
 def spark_session(settings: Settings) -> SparkSession:
@@ -248,9 +246,10 @@ def start_standalone_cluster(
     return cluster
 
 
-def _answers(host: str, port: int) -> bool:
+def _answers(host: str, port: int, timeout: float = 1.0) -> bool:
+    """Does anything accept a TCP connection at host:port?"""
     try:
-        socket.create_connection((host, port), timeout=1).close()
+        socket.create_connection((host, port), timeout=timeout).close()
         return True
     except OSError:
         return False

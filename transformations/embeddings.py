@@ -591,7 +591,7 @@ def review_vectors(
     hit = ~missing
     if hit.any():
         rows = position[hit]
-        cached_emb = _list_column_to_matrix(cached.column("embedding"), dim)
+        cached_emb = list_column_to_matrix(cached.column("embedding"), dim)
         embeddings[hit] = cached_emb[rows]
         vader[hit] = cached.column("sentiment").to_numpy()[rows]
     if missing.any():
@@ -610,14 +610,11 @@ def _append_to_cache(
 ) -> None:
     """Write one part file of newly embedded texts (atomically: a part is whole or absent)."""
     folder.mkdir(parents=True, exist_ok=True)
-    rows, dim = embeddings.shape
-    flat = pa.array(np.ascontiguousarray(embeddings).reshape(-1), type=pa.float32())
-    offsets = pa.array(np.arange(0, rows * dim + 1, dim, dtype=np.int32))
     table = pa.table(
         {
             "review_id": pa.array(ids, pa.int64()),
             "text_hash": pa.array(hashes, pa.string()),
-            "embedding": pa.ListArray.from_arrays(offsets, flat),
+            "embedding": matrix_to_list_array(embeddings),
             "sentiment": pa.array(vader, pa.float64()),
         },
         schema=CACHE_SCHEMA,
@@ -625,8 +622,19 @@ def _append_to_cache(
     write_parquet_atomic(table, folder / f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet")
 
 
-def _list_column_to_matrix(column: pa.ChunkedArray, dim: int) -> np.ndarray:
-    flat = pc.list_flatten(column.combine_chunks()).to_numpy(zero_copy_only=False)
+def matrix_to_list_array(matrix: np.ndarray) -> pa.Array:
+    """A (rows, d) matrix as a list<float32> column, one list per row (no per-row objects)."""
+    rows, dim = matrix.shape
+    offsets = pa.array(np.arange(0, rows * dim + 1, dim, dtype=np.int64))
+    values = pa.array(np.ascontiguousarray(matrix, dtype=np.float32).reshape(-1), type=pa.float32())
+    return pa.LargeListArray.from_arrays(offsets, values).cast(pa.list_(pa.float32()))
+
+
+def list_column_to_matrix(column: pa.ChunkedArray | pa.Array, dim: int) -> np.ndarray:
+    """A list<float> column of ``dim``-long lists as a (rows, dim) float32 matrix."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    flat = pc.list_flatten(column).to_numpy(zero_copy_only=False)
     return np.asarray(flat, dtype=np.float32).reshape(-1, dim)
 
 

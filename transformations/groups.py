@@ -95,6 +95,15 @@ def raw_table_files(settings: Settings, table: str) -> list[Path]:
     return source_files(path, STREAM_PARTS_DIR)
 
 
+def checked_raw_files(settings: Settings, table: str) -> list[Path]:
+    """``raw_table_files``, each checked against the raw schema (one line naming the table and
+    column otherwise): what a reader of the whole table starts from."""
+    files = raw_table_files(settings, table)
+    for path in files:
+        check_schema(table, pq.read_schema(path))
+    return files
+
+
 def read_raw_table(
     settings: Settings,
     table: str,
@@ -107,9 +116,7 @@ def read_raw_table(
     With ``user_id`` (or several ``user_ids``), DuckDB reads only those users' rows (the filter
     is pushed into the parquet scan, so row groups whose statistics exclude them are skipped).
     """
-    files = raw_table_files(settings, table)
-    for path in files:
-        check_schema(table, pq.read_schema(path))
+    files = checked_raw_files(settings, table)
     columns = list(RAW_SCHEMAS[table])
     wanted = [int(user_id)] if user_id is not None else None
     if user_ids is not None:

@@ -34,7 +34,7 @@ import pyarrow as pa
 from churnfs.errors import SchemaError
 from churnfs.settings import Settings
 from churnfs.world import load_world_spec
-from transformations.embeddings import Encoder, load_encoder, review_vectors
+from transformations.embeddings import Encoder, load_encoder, matrix_to_list_array, review_vectors
 from transformations.topics import ensure_topic_model
 
 logger = logging.getLogger(__name__)
@@ -94,11 +94,7 @@ def _as_of_us(as_of_times: Sequence[datetime]) -> np.ndarray:
 
 def _list_array(matrix: np.ndarray) -> pd.Series:
     """A (rows, d) float32 matrix as an Arrow-backed list<float32> column (no per-row objects)."""
-    rows, dim = matrix.shape
-    offsets = pa.array(np.arange(0, rows * dim + 1, dim, dtype=np.int64))
-    values = pa.array(np.ascontiguousarray(matrix, dtype=np.float32).reshape(-1), type=pa.float32())
-    array = pa.LargeListArray.from_arrays(offsets, values).cast(pa.list_(pa.float32()))
-    return pd.Series(array, dtype=pd.ArrowDtype(pa.list_(pa.float32())))
+    return pd.Series(matrix_to_list_array(matrix), dtype=pd.ArrowDtype(pa.list_(pa.float32())))
 
 
 def build_review_features(

@@ -29,7 +29,6 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -41,11 +40,12 @@ from transformations.groups import (
     GROUP_INPUT,
     RUN_ORDER,
     STEP_NAMES,
+    checked_raw_files,
     group_views,
-    raw_table_files,
     validate,
 )
-from transformations.validation import RAW_SCHEMAS, check_schema, conform
+from transformations.profile import UTC_US, timestamps_us
+from transformations.validation import RAW_SCHEMAS, Split, conform
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -115,12 +115,9 @@ class SparkEngine(FeatureEngine):
             yield from _outputs(payloads)
 
     def _files(self, table: str) -> list[str]:
-        """The table's files in the DuckDB reader's order (``raw_table_files``: the generated file,
-        then the parts the stream appended), each checked against the raw schema."""
-        files = raw_table_files(self.settings, table)
-        for path in files:
-            check_schema(table, pq.read_schema(path))
-        return [str(path.resolve()) for path in files]
+        """The table's files in the DuckDB reader's order (``checked_raw_files``: the generated
+        file, then the parts the stream appended), as absolute paths."""
+        return [str(path.resolve()) for path in checked_raw_files(self.settings, table)]
 
     def _read(self, table: str, buckets: int) -> DataFrame:
         """A raw table's contract columns, each row's position (its file's rank in
@@ -193,15 +190,11 @@ def _users_task(users: pa.Table, context: JobContext) -> pa.Table:
 def _group_task(users: pa.Table, rows: pa.Table | None, group: str, context: JobContext) -> pa.Table:
     """Validate a bucket's users and rows, then run the group on them (what the DuckDB engine
     does for all users at once)."""
-    spec = context.spec
-    clean_users = _without_position(
-        validate("user_table", _in_file_order("user_table", users), None, spec).clean
-    )
     outputs: list[tuple[str, pa.Table]] = []
     source = GROUP_INPUT[group]
+    clean_users, split = _validated(users, source, rows, context)
     clean = None
-    if source is not None and rows is not None:
-        split = validate(source, _in_file_order(source, rows), clean_users, spec)
+    if source is not None and split is not None:
         outputs.append((f"quarantine:{source}", split.quarantined))
         clean = _without_position(split.clean)
     views = group_views(
@@ -221,32 +214,33 @@ def _group_task(users: pa.Table, rows: pa.Table | None, group: str, context: Job
 def _topic_sample_task(users: pa.Table, reviews: pa.Table, context: JobContext) -> pa.Table:
     """Embed a bucket's clean reviews (through the cache) and return the training period's:
     ``user_id``, ``review_timestamp``, ``review_id`` and ``embedding``."""
-    from transformations.embeddings import load_encoder, review_vectors
+    from transformations.embeddings import load_encoder, matrix_to_list_array, review_vectors
 
+    _, split = _validated(users, "review_table", reviews, context)
+    assert split is not None
+    clean = _without_position(split.clean)
+    settings = context.settings
+    vectors = review_vectors(
+        clean.to_pandas(), settings, load_encoder(settings), show_progress=False, compact=False
+    )
+    times = timestamps_us(clean.column("review_timestamp"))
+    before = times < timestamps_us(pa.array([context.spec.train_end], UTC_US))[0]
+    sample = clean.select(["user_id", "review_timestamp", "review_id"]).filter(pa.array(before))
+    sample = sample.append_column("embedding", matrix_to_list_array(vectors.embeddings[before]))
+    return _payload([("topic sample", sample)])
+
+
+def _validated(
+    users: pa.Table, source: str | None, rows: pa.Table | None, context: JobContext
+) -> tuple[pa.Table, Split | None]:
+    """A bucket's clean users, and the split of its rows of ``source`` (None without rows)."""
     spec = context.spec
     clean_users = _without_position(
         validate("user_table", _in_file_order("user_table", users), None, spec).clean
     )
-    clean = _without_position(
-        validate("review_table", _in_file_order("review_table", reviews), clean_users, spec).clean
-    )
-    frame = clean.to_pandas()
-    vectors = review_vectors(
-        frame, context.settings, load_encoder(context.settings), show_progress=False, compact=False
-    )
-    before = np.asarray(
-        clean.column("review_timestamp").cast(pa.int64()).to_numpy(zero_copy_only=False) < _us(spec.train_end)
-    )
-    rows, dim = int(before.sum()), vectors.embeddings.shape[1]
-    flat = pa.array(np.ascontiguousarray(vectors.embeddings[before]).reshape(-1), type=pa.float32())
-    offsets = pa.array(np.arange(0, rows * dim + 1, dim, dtype=np.int32))
-    sample = clean.select(["user_id", "review_timestamp", "review_id"]).filter(pa.array(before))
-    sample = sample.append_column("embedding", pa.ListArray.from_arrays(offsets, flat))
-    return _payload([("topic sample", sample)])
-
-
-def _us(moment: Any) -> int:
-    return int(moment.timestamp() * 1_000_000)
+    if source is None or rows is None:
+        return clean_users, None
+    return clean_users, validate(source, _in_file_order(source, rows), clean_users, spec)
 
 
 def _payload(outputs: list[tuple[str, pa.Table]]) -> pa.Table:
@@ -296,7 +290,12 @@ def _outputs(payloads: dict[str, list[pa.Table]]) -> Iterator[Output]:
 def _ensure_topic_model(users: DataFrame, reviews: DataFrame, context: JobContext) -> None:
     """Fit the topic model when none exists, as the DuckDB engine would: on the embeddings of the
     reviews before the training period's end, ordered by (user, time, review id)."""
-    from transformations.embeddings import compact_cache, effective_backend, resolve_device
+    from transformations.embeddings import (
+        compact_cache,
+        effective_backend,
+        list_column_to_matrix,
+        resolve_device,
+    )
     from transformations.topics import fit_topic_model, load_topic_model
 
     settings = context.settings
@@ -311,10 +310,7 @@ def _ensure_topic_model(users: DataFrame, reviews: DataFrame, context: JobContex
     sample = pa.concat_tables(parts).sort_by(
         [("user_id", "ascending"), ("review_timestamp", "ascending"), ("review_id", "ascending")]
     )
-    column = sample.column("embedding").combine_chunks()
-    dim = len(column[0]) if len(column) else 0
-    embeddings = np.asarray(column.flatten().to_numpy(zero_copy_only=False), dtype=np.float32).reshape(
-        -1, dim
-    )
+    column = sample.column("embedding")
+    embeddings = list_column_to_matrix(column, len(column[0]) if len(column) else 0)
     backend = effective_backend(settings.embedding_backend, resolve_device(settings.embedding_device))
     fit_topic_model(settings, embeddings, settings.embedding_model, backend, context.spec.train_end)
