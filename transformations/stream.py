@@ -161,6 +161,19 @@ def drop_known_events(events: pa.Table, known: np.ndarray) -> Dedup:
     return Dedup(events.filter(pa.array(keep)), int(ids.size - keep.sum()))
 
 
+def merge_ids(known: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """``known`` (sorted, unique) with ``ids`` added, still sorted and unique. Inserting a
+    micro-batch's few ids costs one copy of ``known``; re-sorting the union (``np.union1d``) hashed
+    every stored id again, most of a micro-batch's time on a world of a million events."""
+    new = np.unique(np.asarray(ids, dtype=np.int64))
+    if known.size and new.size:
+        at = np.minimum(np.searchsorted(known, new), known.size - 1)
+        new = new[known[at] != new]
+    if not new.size:
+        return known
+    return np.insert(known, np.searchsorted(known, new), new)
+
+
 def horizon(newest: datetime) -> datetime:
     """The first whole second after ``newest``: an as-of time at which that event counts (features
     as of ``t`` read events strictly before ``t``, and the online store keeps whole seconds)."""

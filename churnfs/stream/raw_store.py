@@ -24,6 +24,7 @@ from churnfs.settings import Settings
 from churnfs.store.parts import STREAM_PARTS_DIR, conform_to_source, part_files, part_name, parts_dir
 from churnfs.world import WorldSpec
 from transformations.groups import raw_table_path, validate
+from transformations.stream import merge_ids
 from transformations.validation import RAW_SCHEMAS, conform
 
 
@@ -84,7 +85,7 @@ class RawEventStore:
         files += part_files(self.path, STREAM_PARTS_DIR)
         new = [f for f in files if f not in self._read]
         if new:
-            self._known = np.unique(np.concatenate([self._known, *(_event_ids(f) for f in new)]))
+            self._known = merge_ids(self._known, np.concatenate([_event_ids(f) for f in new]))
             for path in new:
                 self._take_clean(pq.read_table(path, columns=list(RAW_SCHEMAS["event_logs"])))
             self._read.update(new)
@@ -110,7 +111,7 @@ class RawEventStore:
         _write_durably(table, path)
         self._read.add(path)
         ids = np.asarray(table.column("event_id").fill_null(-1).to_numpy(), dtype=np.int64)
-        self._known = np.union1d(self._known, ids)
+        self._known = merge_ids(self._known, ids)
         self._take_clean(table)
         return path
 

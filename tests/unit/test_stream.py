@@ -20,6 +20,7 @@ from transformations.stream import (
     drop_known_events,
     encode_events,
     horizon,
+    merge_ids,
     stream_as_of,
 )
 
@@ -85,6 +86,13 @@ def test_repeated_and_already_stored_events_are_dropped() -> None:
     assert dedup.new.column("event_id").to_pylist() == [5, 6, 8]
     assert dedup.repeats == 2
     assert drop_known_events(events, np.empty(0, dtype=np.int64)).new.num_rows == 4
+
+
+def test_merged_ids_stay_sorted_and_unique() -> None:
+    known = np.array([2, 5, 9], dtype=np.int64)
+    assert merge_ids(known, np.array([7, 1, 5, 7, 12], dtype=np.int64)).tolist() == [1, 2, 5, 7, 9, 12]
+    assert merge_ids(known, np.array([5, 9], dtype=np.int64)) is known  # nothing new: no copy
+    assert merge_ids(np.empty(0, dtype=np.int64), np.array([3, 1, 3])).tolist() == [1, 3]
 
 
 def test_a_micro_batch_is_as_of_the_second_after_its_newest_event_never_back_in_time() -> None:
