@@ -5,7 +5,8 @@ The entity frame is the validated labels (``user_id``, ``event_timestamp`` = the
 ``target_table`` rows that passed validation (``transformations.labels``), never the raw table.
 Its features come from one place, Feast's historical retrieval of the feature service
 (``get_historical_features``), so the model trains on exactly what serving reads online. Every
-joined row is then checked against the offline files (``training.leakage``).
+joined row is then checked against the offline files (``training.leakage``). Above a cap, the label
+rows of the cutoffs named for it are sampled per cutoff before the join (``training.sampling``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from churnfs.errors import MissingDataError, SchemaError
 from training.design import ServiceFeature, service_features
 from training.leakage import ViewSnapshotCheck, assert_features_before_cutoff, feature_snapshot_times
 from training.progress import progress_bar
+from training.sampling import SamplingReport, sample_per_cutoff
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +80,8 @@ class TrainingSet:
     checks: list[ViewSnapshotCheck] = field(default_factory=list)
     snapshot_times: pd.DataFrame | None = None
     seconds: float = 0.0
+    sampling: SamplingReport | None = None
+    """Which cutoffs' label rows were sampled before the join (None: built without a cap)."""
 
     @property
     def feature_names(self) -> list[str]:
@@ -145,13 +149,20 @@ def build_training_set(
     cutoffs: Sequence[datetime],
     feature_service_name: str = FEATURE_SERVICE,
     show_progress: bool = False,
+    max_rows_per_cutoff: int = 0,
+    sample_seed: int = 0,
+    sampled_cutoffs: Sequence[datetime] | None = None,
 ) -> TrainingSet:
     """Validated label rows at ``cutoffs``, features from Feast's historical retrieval, checked
-    point in time."""
+    point in time. With ``max_rows_per_cutoff``, each of ``sampled_cutoffs`` (default: all) keeps
+    at most that many label rows, a stratified sample seeded by ``sample_seed``, drawn before the
+    join (``training.sampling``); 0 keeps every row."""
     began = time.perf_counter()
     feature_service = store.get_feature_service(feature_service_name)
     features = service_features(feature_service)
-    entities = load_entity_frame(store, cutoffs)
+    entities, sampling = sample_per_cutoff(
+        load_entity_frame(store, cutoffs), max_rows_per_cutoff, sample_seed, sampled_cutoffs
+    )
     joined = retrieve_features(store, entities, feature_service, show_progress)
     checks, times = check_point_in_time(store, joined, features)
     seconds = time.perf_counter() - began
@@ -163,4 +174,5 @@ def build_training_set(
         checks=checks,
         snapshot_times=times,
         seconds=seconds,
+        sampling=sampling,
     )
