@@ -9,14 +9,17 @@ USERS ?= 100000
 SEED ?= 42
 DATA_DIR ?= data
 REDIS_CONNECTION_STRING ?= 127.0.0.1:6379
-export DATA_DIR REDIS_CONNECTION_STRING
+REDIS_TYPE ?= redis
+export DATA_DIR REDIS_CONNECTION_STRING REDIS_TYPE
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: help setup test lint format data features apply materialize train serve monitor demo bench clean
 
 help: ## Show this help (the default target)
-	@echo "Usage: make TARGET [USERS=100000] [SEED=42] [DATA_DIR=data]"
+	@echo "Usage: make TARGET [USERS=100000] [SEED=42] [DATA_DIR=data] [CLUSTER=3]"
+	@echo "Online store: REDIS_CONNECTION_STRING (default 127.0.0.1:6379); a Redis Cluster: REDIS_TYPE=redis_cluster"
+	@echo "  REDIS_CONNECTION_STRING=host:port,host:port,...; make demo CLUSTER=3 starts a private one under DATA_DIR"
 	@echo
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-13s\033[0m %s\n", $$1, $$2}'
 
@@ -66,11 +69,11 @@ serve: setup ## Serve features and predictions over HTTP on HOST:PORT (default 1
 monitor: setup ## Drift report: training period vs latest snapshots and the prediction log (exit 3 on drift)
 	$(BIN)/churnfs monitor
 
-demo: setup ## Run the product end to end at USERS users (data to monitoring), then summarise it
+demo: setup ## Run the product end to end at USERS users (data to monitoring), then summarise it; CLUSTER=3: on a private 3-master Redis Cluster
 	@mkdir -p "$(DATA_DIR)" && date +%s > "$(DATA_DIR)/.demo-started"
 	$(BIN)/churnfs generate --users $(USERS) --seed $(SEED) $(if $(END),--end $(END))
 	$(BIN)/churnfs features
-	$(BIN)/churnfs online-store up
+	$(BIN)/churnfs online-store up $(if $(CLUSTER),--cluster $(CLUSTER))
 	$(BIN)/churnfs apply
 	$(BIN)/churnfs materialize --replace
 	$(BIN)/churnfs check-consistency

@@ -13,6 +13,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from churnfs.settings import Settings
+from churnfs.store.embedded import describe_online_store
 from churnfs.tracking import mlflow_session
 
 RAW_TABLES = ("user_table", "event_logs", "review_table", "target_table")
@@ -96,7 +97,7 @@ def world_summary(settings: Settings, started_at: float | None = None) -> dict[s
     out["Feast registry"] = (
         str(settings.registry_path) if settings.registry_path.exists() else "none (run `make apply`)"
     )
-    out["online store"] = settings.redis_connection_string.split(",password=")[0]
+    out["online store"] = describe_online_store(settings)
     out["model"] = _champion(settings)
     logged = sorted(settings.prediction_log_dir.glob("predictions-*.jsonl"))
     lines = sum(_line_count(p) for p in logged)

@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 EMBEDDED_DIR = "online_store"
 RECORD_FILE = "embedded.json"
+CLUSTER_DIR = "cluster"
 SQLITE_FILE = "online_store.db"
 
 
@@ -122,7 +123,9 @@ def start_embedded_online_store(
     directory = embedded_dir(settings).resolve()
     if cluster_masters:
         directory.mkdir(parents=True, exist_ok=True)
-        cluster = start_redis_cluster(directory / "cluster", masters=cluster_masters, persistence="snapshot")
+        cluster = start_redis_cluster(
+            directory / CLUSTER_DIR, masters=cluster_masters, persistence="snapshot"
+        )
         store = EmbeddedOnlineStore(
             kind="redis_cluster",
             connection_string=cluster.connection_string,
@@ -155,6 +158,24 @@ def stop_embedded_online_store(settings: Settings) -> EmbeddedOnlineStore | None
         server.stop()
     _record_path(settings).unlink()
     return record
+
+
+def describe_online_store(settings: Settings) -> str:
+    """What this world's online store is, in one line, without connecting to it: the private
+    store ``online-store up`` recorded, a private cluster stopped under DATA_DIR, or the
+    configured Redis (no password)."""
+    record = _read_record(settings)
+    if record is not None:
+        return record.describe()
+    cluster_dir = embedded_dir(settings) / CLUSTER_DIR
+    kept = sorted(cluster_dir.glob("node-*/nodes.conf"))
+    if kept:
+        return (
+            f"private {len(kept)}-master Redis Cluster under {cluster_dir}, stopped "
+            f"(`churnfs online-store up --cluster {len(kept)}` starts it again with its data)"
+        )
+    kind = " (Redis Cluster)" if settings.redis_type == "redis_cluster" else ""
+    return settings.redis_connection_string.split(",password=")[0] + kind
 
 
 def online_store_override(settings: Settings) -> dict[str, Any] | None:
