@@ -259,7 +259,7 @@ class RedisBulkEngine(LocalComputeEngine):
                 upcoming = next(chunks, None)
                 next_check = self._send_check(writer, upcoming)
                 if check is not None:
-                    parts = _drop_stale(writer.stored(check[0]), parts, check[1])
+                    parts = drop_stale(writer.stored(check[0]), parts, check[1])
                 self._send_writes(writer, keys, parts, counts)
                 check = next_check
             writer.drain()
@@ -338,64 +338,78 @@ class RedisBulkEngine(LocalComputeEngine):
         pieces: dict[int, _Piece],
         counts: dict[int, list[int]],
         progress: dict[int, Any],
-    ) -> list[_Part]:
-        parts: list[_Part] = []
+    ) -> list[EncodedPart]:
+        parts: list[EncodedPart] = []
         for i, piece in pieces.items():
             counts[i][0] += len(piece.positions)
             if progress[i] is not None:
                 progress[i].update(len(piece.positions))
             if len(piece.positions):
                 fields, cells, nanos = self._encode_rows(piece.view, piece.rows, keys[piece.positions])
-                parts.append(_Part(i, piece.positions, fields, cells, nanos))
+                parts.append(EncodedPart(i, piece.positions, fields, cells, nanos))
         return parts
 
     def _send_writes(
-        self, writer: Writer, keys: np.ndarray, parts: list[_Part], counts: dict[int, list[int]]
+        self, writer: Writer, keys: np.ndarray, parts: list[EncodedPart], counts: dict[int, list[int]]
     ) -> None:
-        """One HSET (and EXPIRE, with a TTL) per key with the fields of every part that has a row
-        for it."""
         config = self.repo_config.online_store
         assert isinstance(config, RedisOnlineStoreConfig)
-        if not parts:
-            return
-        n = keys.shape[0]
-        if all(len(part.positions) == n and part.keep is None for part in parts):
-            # Every view has a row to write for every key: one matrix of all their fields.
-            fields = [field for part in parts for field in part.fields]
-            commands = codec.hset_commands(keys, fields, [cell for part in parts for cell in part.cells])
-            present = np.arange(n)
-        else:
-            rows = [part.arguments() for part in parts]
-            commands = codec.joined_hset_commands(keys, rows)
-            present = np.unique(np.concatenate([row.positions for row in rows]))
-        if config.key_ttl_seconds and commands:
-            expires = codec.expire_commands(keys[present], config.key_ttl_seconds)
-            commands = [c for pair in zip(commands, expires, strict=True) for c in pair]
-            present = np.repeat(present, 2)
-        writer.send(keys, present, commands)
-        for part in parts:
-            counts[part.index][1] += len(part.positions) if part.keep is None else int(part.keep.sum())
+        for part, written in zip(parts, send_writes(writer, config, keys, parts), strict=True):
+            counts[part.index][1] += written
 
     def _encode_rows(
         self, view: FeatureView, rows: pa.Table, keys: np.ndarray
     ) -> tuple[list[bytes], list[codec.Cells], np.ndarray]:
-        """A view's fields and encoded values of ``rows`` (the event time last) and their event
-        times in ns; a view's first rows are checked byte for byte against Feast's converter."""
-        source = view.batch_source
-        assert source is not None
-        cells = {f.name: _encode_column(rows.column(f.name), f.dtype) for f in view.features}
-        times = rows.column(source.timestamp_field)
-        ts_cells = codec.timestamp_cells(times)
-        if view.name not in self._verified and self.verify_rows:
-            project = self.repo_config.project
-            timestamps = ts_cells.objects or []
-            codec.verify_against_feast(view, project, rows, keys, cells, timestamps, self.verify_rows)
-            self._verified.add(view.name)
-        fields = [codec.field_key(view.name, f.name) for f in view.features]
-        fields.append(codec.timestamp_field(view.name))
-        values = [cells[f.name] for f in view.features] + [ts_cells]
-        micros = times.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_numpy(zero_copy_only=False)
-        return fields, values, micros * 1000
+        verify = 0 if view.name in self._verified else self.verify_rows
+        encoded = encode_view_rows(view, self.repo_config.project, rows, keys, verify)
+        self._verified.add(view.name)
+        return encoded
+
+
+def send_writes(
+    writer: Writer, config: RedisOnlineStoreConfig, keys: np.ndarray, parts: Sequence[EncodedPart]
+) -> list[int]:
+    """One HSET (and EXPIRE, with a TTL) per key with the fields of every part that has a row for
+    it; returns how many rows of each part were sent."""
+    if not parts:
+        return []
+    n = keys.shape[0]
+    if all(len(part.positions) == n and part.keep is None for part in parts):
+        # Every view has a row to write for every key: one matrix of all their fields.
+        fields = [field for part in parts for field in part.fields]
+        commands = codec.hset_commands(keys, fields, [cell for part in parts for cell in part.cells])
+        present = np.arange(n)
+    else:
+        rows = [part.arguments() for part in parts]
+        commands = codec.joined_hset_commands(keys, rows)
+        present = np.unique(np.concatenate([row.positions for row in rows]))
+    if config.key_ttl_seconds and commands:
+        expires = codec.expire_commands(keys[present], config.key_ttl_seconds)
+        commands = [c for pair in zip(commands, expires, strict=True) for c in pair]
+        present = np.repeat(present, 2)
+    writer.send(keys, present, commands)
+    return [len(part.positions) if part.keep is None else int(part.keep.sum()) for part in parts]
+
+
+def encode_view_rows(
+    view: FeatureView, project: str, rows: pa.Table, keys: np.ndarray, verify_rows: int = 0
+) -> tuple[list[bytes], list[codec.Cells], np.ndarray]:
+    """A view's fields and encoded values of ``rows`` (the event time last) and their event times
+    in ns; with ``verify_rows``, that many first rows are checked byte for byte against Feast's
+    converter (AssertionError on a difference)."""
+    source = view.batch_source
+    assert source is not None
+    cells = {f.name: _encode_column(rows.column(f.name), f.dtype) for f in view.features}
+    times = rows.column(source.timestamp_field)
+    ts_cells = codec.timestamp_cells(times)
+    if verify_rows:
+        timestamps = ts_cells.objects or []
+        codec.verify_against_feast(view, project, rows, keys, cells, timestamps, verify_rows)
+    fields = [codec.field_key(view.name, f.name) for f in view.features]
+    fields.append(codec.timestamp_field(view.name))
+    values = [cells[f.name] for f in view.features] + [ts_cells]
+    micros = times.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_numpy(zero_copy_only=False)
+    return fields, values, micros * 1000
 
 
 @dataclass(frozen=True)
@@ -408,7 +422,7 @@ class _Piece:
 
 
 @dataclass(frozen=True)
-class _Part:
+class EncodedPart:
     """One view's rows of a chunk, encoded, and which of them to write (``None``: all)."""
 
     index: int  # of the view's task
@@ -428,7 +442,7 @@ class _Part:
         return codec.RowArguments(positions, rows, 2 * len(self.fields))
 
 
-def _drop_stale(stored: list[Any], parts: list[_Part], checked: list[int]) -> list[_Part]:
+def drop_stale(stored: list[Any], parts: list[EncodedPart], checked: list[int]) -> list[EncodedPart]:
     """Feast's rule: write a view's row only if its event time is after the stored one (or
     nothing, or the epoch, is stored). ``stored`` is the reply of ``STORED_EVENT_TIMES`` for the
     ``_ts`` fields of the views ``checked``."""

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -43,7 +43,7 @@ import pyarrow.compute as pc
 
 from churnfs.errors import MissingDataError
 from churnfs.settings import Settings
-from churnfs.store.parts import append_part, conform_to_source, part_name
+from churnfs.store.parts import append_part, part_name
 from churnfs.store.redis_servers import redis_client
 from churnfs.stream.metrics import StreamMetrics
 from churnfs.stream.raw_store import RawEventStore
@@ -59,6 +59,9 @@ from transformations.stream import (
     quarantine_rows,
     stream_as_of,
 )
+
+if TYPE_CHECKING:
+    from churnfs.store.online_rows import OnlineRowWriter
 
 logger = logging.getLogger(__name__)
 
@@ -177,8 +180,7 @@ class StreamConsumer:
         self._own_pending = True  # first re-deliver what this name still holds (after a reconnect)
         self._claim_cursor = "0-0"
         self._next_claim = 0.0
-        self._writer: Any = None
-        self._push_source = ""
+        self._writer: OnlineRowWriter | None = None
         self._materialized_end: datetime | None = None
         self._batch_number = 0
 
@@ -244,33 +246,34 @@ class StreamConsumer:
 
     # --- writing ------------------------------------------------------------------------------
 
-    def _feast(self) -> tuple[Any, str]:
-        """The Feast store that pushes online (replacing a stored row of the same event time: a
-        later micro-batch recomputes a user as of the same second with more events) and the
-        activity view's push source."""
+    def _feast(self) -> OnlineRowWriter:
+        """The writer of the activity view's online rows, made once: Feast's store (its registry
+        read once, the view looked up once) with the bulk engine's encoder, replacing a stored row
+        of the same event time (``skip_dedup``: a later micro-batch recomputes a user as of the
+        same second with more events)."""
         if self._writer is None:
             from feast.errors import FeatureViewNotFoundException
 
             from churnfs.store import get_store
+            from churnfs.store.online_rows import OnlineRowWriter
 
-            writer = get_store(self.settings, check_online=False)
-            writer.config.online_store.skip_dedup = True
+            store = get_store(self.settings, check_online=False)
+            store.config.online_store.skip_dedup = True
+            writer = OnlineRowWriter(store)
             try:
-                view = writer.get_feature_view(ACTIVITY_VIEW)
+                view = writer.view(ACTIVITY_VIEW)
             except FeatureViewNotFoundException:
                 raise MissingDataError(
                     f"{ACTIVITY_VIEW} is not in the registry {self.settings.registry_path}: run `make apply`"
                 ) from None
-            source = getattr(view, "stream_source", None)
-            if source is None:
+            if getattr(view, "stream_source", None) is None:
                 raise MissingDataError(
                     f"{ACTIVITY_VIEW} has no push source in the registry: run `make apply`"
                 )
-            self._push_source = source.name
             end = view.most_recent_end_time
             self._materialized_end = end.astimezone(UTC) if end is not None else None
             self._writer = writer
-        return self._writer, self._push_source
+        return self._writer
 
     def _clock(self) -> datetime | None:
         value = self.client.get(clock_key(self.settings))
@@ -281,16 +284,15 @@ class StreamConsumer:
         return clock
 
     def _push(self, rows: pa.Table, as_of: datetime) -> None:
-        """Append the recomputed rows to the offline store, then push them online."""
-        from feast.data_source import PushMode
-
-        writer, source = self._feast()
+        """Append the recomputed rows to the offline store, then write them online (the bytes
+        Feast's push through ``user_activity_push`` would write)."""
+        writer = self._feast()
         group_file = self.settings.offline_store_dir / f"{ACTIVITY_VIEW}.parquet"
         created = datetime.now(UTC)
         table = with_created_timestamp(rows, created)
         label = f"stream-{self.name}-{self._batch_number}"
-        append_part(group_file, conform_to_source(table, group_file), part_name(as_of, created, label))
-        writer.push(source, table.to_pandas(), to=PushMode.ONLINE)
+        append_part(group_file, table, part_name(as_of, created, label))
+        writer.write(ACTIVITY_VIEW, table)
 
     def process(self, entries: list[Entry]) -> int:
         """Process one micro-batch and acknowledge it; returns how many events were new."""

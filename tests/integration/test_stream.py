@@ -447,3 +447,36 @@ def test_a_write_phase_longer_than_the_lock_lease_keeps_the_lock(
     stats = _consume_until_drained(settings)
     assert (stats.batches, stats.failed_batches) == (1, 0)
     assert_drained_and_equal_to_batch(settings, events)
+
+
+def test_the_consumers_online_writer_stores_the_hashes_feasts_push_stores(
+    world: Settings, stream_world: StreamWorld
+) -> None:
+    from feast.data_source import PushMode
+
+    from churnfs.store import get_store
+    from churnfs.store.online_rows import OnlineRowWriter
+    from transformations.groups import read_raw_table, validate
+    from transformations.job import with_created_timestamp
+    from transformations.stream import ACTIVITY_VIEW, recompute_activity
+
+    spec = load_world_spec(world.raw_dir)
+    users = validate("user_table", read_raw_table(world, "user_table"), None, spec).clean
+    user_ids = sorted(set(stream_world.held_back.column("user_id").drop_null().to_pylist()))[:200]
+    rows = recompute_activity(world, users, user_ids, stream_world.end, spec)
+    table = with_created_timestamp(rows, datetime.now(UTC))
+    assert table.num_rows > 100
+    client = redis_client(world.redis_connection_string)
+
+    def stored() -> dict[bytes, dict[bytes, bytes]]:
+        return {key: client.hgetall(key) for key in client.keys("*")}
+
+    store = get_store(world, check_online=False)
+    assert OnlineRowWriter(store).write(ACTIVITY_VIEW, table) == table.num_rows
+    ours = stored()
+    client.flushall()
+    store.push("user_activity_push", table.to_pandas(), to=PushMode.ONLINE)
+    feasts = stored()
+    assert len(ours) == table.num_rows and ours == feasts
+    # Feast's write rule without skip_dedup: rows no newer than the stored ones are skipped
+    assert OnlineRowWriter(store).write(ACTIVITY_VIEW, table) == 0
