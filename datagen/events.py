@@ -249,11 +249,15 @@ def metadata_json(events: Events) -> pa.Array:
     return pc.binary_join_element_wise(prefix, duration, tail, "")
 
 
-def event_table(events: Events, spec: WorldSpec) -> tuple[pa.Table, int]:
+def event_table(events: Events, spec: WorldSpec, event_id: np.ndarray | None = None) -> tuple[pa.Table, int]:
     """The ``event_logs`` table, with the rows drawn dirty made unusable the way real logs are: a
     null user_id, metadata that is not JSON, or a timestamp from a bad clock past the world's end.
-    Returns the table and the number of unusable rows."""
+
+    ``event_id`` numbers the rows (default 1..n: ``events`` is the whole world in time order); a
+    slice of the world passes its rows' ids. Returns the table and the number of unusable rows."""
     n = events.n
+    if event_id is None:
+        event_id = np.arange(1, n + 1, dtype=np.int64)
     kind = events.dirty_kind
     user_id = pa.array(events.user_index + 1, mask=kind == DIRTY_NULL_USER, type=pa.int64())
 
@@ -271,7 +275,7 @@ def event_table(events: Events, spec: WorldSpec) -> tuple[pa.Table, int]:
     event_type = pc.take(pa.array(EVENT_TYPES), pa.array(events.event_type.astype(np.int64)))
     table = pa.table(
         {
-            "event_id": pa.array(np.arange(1, n + 1, dtype=np.int64)),
+            "event_id": pa.array(np.asarray(event_id, dtype=np.int64)),
             "user_id": user_id,
             "session_id": pa.array(events.session_id),
             "event_timestamp": pa.array(timestamp_us, type=pa.timestamp("us", tz="UTC")),

@@ -33,13 +33,13 @@ from churnfs.world import (
     WORLD_START,
     WorldSpec,
 )
-from datagen.events import CATEGORIES, Events, event_table, sample_day_events
+from datagen.events import CATEGORIES, DIRTY_NULL_USER, Events, event_table, sample_day_events
 from datagen.population import Population, build_labels, day_rng, days_to_us, sample_population
 from datagen.reviews import Reviews, review_tables, sample_day_reviews
 
 logger = logging.getLogger(__name__)
 
-MAX_USERS = 1_000_000  # memory grows with users x days; 100,000 needs about 1.5 GB
+MAX_USERS = 1_000_000
 MAX_WINDOW_DAYS = 3 * 365
 MAX_DIRTY_FRACTION = 0.05
 
@@ -129,8 +129,7 @@ def sample_days(
         kept_events.append(events.take(np.nonzero(events.timestamp_us < event_limit)[0]))
         review_limit = days_to_us(spec, np.minimum(pop.churn_day[reviews.user_index], end))
         kept_reviews.append(reviews.take(np.nonzero(reviews.timestamp_us < review_limit)[0]))
-    events = Events.concatenate(kept_events)
-    events = events.take(np.argsort(events.timestamp_us, kind="stable"))
+    events = Events.concatenate_taking(kept_events, "timestamp_us")
     reviews = Reviews.concatenate(kept_reviews)
     return events, reviews
 
@@ -240,13 +239,13 @@ def generate_world(
             step(STEPS[3])
             review_frame, truth = review_tables(reviews, pop)
             step(STEPS[4])
-            event_logs, n_dirty = event_table(events, spec)
+            n_events = events.n
             n_sessions = len(np.unique(events.session_id))
+            n_dirty = write_event_logs(events, spec, staging / "event_logs.parquet")
             del events, reviews
             step(STEPS[5])
             tables: dict[str, pd.DataFrame | pa.Table] = {
                 "user_table": pop.user_table(spec),
-                "event_logs": event_logs,
                 "review_table": review_frame,
                 "target_table": target,
                 "_oracle": oracle,
@@ -279,7 +278,7 @@ def generate_world(
         "seed": seed,
         "last day": spec.last_day.isoformat(),
         "drift": drift,
-        "events": event_logs.num_rows,
+        "events": n_events,
         "unusable events": n_dirty,
         "sessions": n_sessions,
         "reviews": len(review_frame),
@@ -332,6 +331,69 @@ USER_ORDERED: dict[str, list[tuple[str, str]]] = {
 """Tables stored in user order, in row groups of ``USER_ROW_GROUP`` rows, so that reading one
 user's rows (the serving layer's refresh) skips all but one or two row groups."""
 USER_ROW_GROUP = 65_536
+
+
+EVENT_SLICE_USERS = 25_000
+"""``event_logs`` is assembled and written this many users at a time (its strings would take
+about 2 GB per million users at once)."""
+
+
+def write_event_logs(events: Events, spec: WorldSpec, path: Path) -> int:
+    """Write ``event_logs`` (the world's events, in time order) in user order, as ``_write_parquet``
+    would, but a slice of ``EVENT_SLICE_USERS`` users at a time: each event keeps its id (its rank
+    in time, from 1) and the file is the same, row group for row group. Rows with a null user
+    sort last, as Arrow sorts nulls. Returns the number of unusable rows."""
+    null_user = events.dirty_kind == DIRTY_NULL_USER
+    key = np.where(null_user, np.iinfo(np.int64).max, events.user_index)
+    order = np.argsort(key, kind="stable")
+    last_user = int(events.user_index.max()) if events.n else 0
+    cuts = np.searchsorted(key[order], np.arange(EVENT_SLICE_USERS, last_user + 1, EVENT_SLICE_USERS))
+    del key
+    schema, sort_keys = SCHEMAS["event_logs"], USER_ORDERED["event_logs"]
+    dirty = 0
+    with _RowGroupWriter(path, schema, USER_ROW_GROUP) as writer:
+        for rows in np.split(order, cuts):
+            table, n_dirty = event_table(events.take(rows), spec, event_id=rows + 1)
+            writer.write(table.cast(schema).sort_by(sort_keys))
+            dirty += n_dirty
+    return dirty
+
+
+class _RowGroupWriter:
+    """A parquet writer that cuts whatever it is given into row groups of exactly ``rows`` rows
+    (the last one shorter): the file equals one ``pq.write_table(..., row_group_size=rows)``."""
+
+    def __init__(self, path: Path, schema: pa.Schema, rows: int) -> None:
+        self._writer = pq.ParquetWriter(path, schema, compression="zstd")
+        self._rows = rows
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+
+    def write(self, table: pa.Table) -> None:
+        self._pending.append(table)
+        self._pending_rows += table.num_rows
+        if self._pending_rows < self._rows:
+            return
+        pending = pa.concat_tables(self._pending)
+        full = pending.num_rows - pending.num_rows % self._rows
+        for offset in range(0, full, self._rows):
+            # one chunk per row group, as a single write of a sorted table has: the writer's data
+            # pages follow the chunks, and so would the file's bytes
+            row_group = pending.slice(offset, self._rows).combine_chunks()
+            self._writer.write_table(row_group, row_group_size=self._rows)
+        rest = pending.slice(full)
+        self._pending, self._pending_rows = ([rest] if rest.num_rows else []), rest.num_rows
+
+    def __enter__(self) -> _RowGroupWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self._pending_rows and exc[0] is None:
+                rest = pa.concat_tables(self._pending).combine_chunks()
+                self._writer.write_table(rest, row_group_size=self._rows)
+        finally:
+            self._writer.close()
 
 
 def _write_parquet(
