@@ -104,24 +104,54 @@ def _lenient(fields: Mapping[str, str]) -> dict[str, object]:
     return row
 
 
+_EVENT_SCHEMA = pa.schema(
+    [
+        ("event_id", pa.int64()),
+        ("user_id", pa.int64()),
+        ("session_id", pa.int64()),
+        ("event_timestamp", pa.timestamp("us", tz="UTC")),
+        ("event_type", pa.string()),
+        ("metadata", pa.string()),
+    ]
+)
+
+
 def _event_table(rows: list[dict[str, object]], stream_ids: list[str]) -> pa.Table:
-    schema = pa.schema(
-        [
-            ("event_id", pa.int64()),
-            ("user_id", pa.int64()),
-            ("session_id", pa.int64()),
-            ("event_timestamp", pa.timestamp("us", tz="UTC")),
-            ("event_type", pa.string()),
-            ("metadata", pa.string()),
-        ]
-    )
-    table = pa.Table.from_pylist(rows, schema=schema)
+    table = pa.Table.from_pylist(rows, schema=_EVENT_SCHEMA)
     return table.append_column(STREAM_ID, pa.array(stream_ids, type=pa.string()))
+
+
+_FIELD_KEYS = tuple(field.name.encode() for field in _EVENT_SCHEMA)
+
+
+def _decode_columns(entries: Sequence[tuple[Any, Mapping[Any, Any]]]) -> pa.Table | None:
+    """The entries as an event table, a column at a time with Arrow's strict parsers; None when
+    any entry needs a closer look (text keys, a missing ``event_id``, a value Arrow does not parse
+    the way ``_parse`` would), which ``decode_entries`` then gives one entry at a time."""
+    if not all(b"event_id" in fields for _, fields in entries):
+        return None
+    columns = []
+    try:
+        for key, field in zip(_FIELD_KEYS, _EVENT_SCHEMA, strict=True):
+            text = pa.array([fields.get(key) for _, fields in entries], type=pa.binary()).cast(pa.string())
+            columns.append(text.cast(field.type))
+        ids = pa.array([entry_id for entry_id, _ in entries], type=pa.binary()).cast(pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        return None
+    return pa.Table.from_arrays(
+        [*columns, ids], schema=_EVENT_SCHEMA.append(pa.field(STREAM_ID, pa.string()))
+    )
 
 
 def decode_entries(entries: Iterable[tuple[Any, Mapping[Any, Any]]]) -> DecodedBatch:
     """Decode ``(entry id, fields)`` pairs as read from the stream (bytes or text): the entries
-    that parse as events, and the others with a ``malformed_entry`` reason naming the bad field."""
+    that parse as events, and the others with a ``malformed_entry`` reason naming the bad field.
+    A batch of well-formed entries is decoded a column at a time; one with a bad entry, one entry
+    at a time."""
+    entries = list(entries)
+    columns = _decode_columns(entries)
+    if columns is not None:
+        return DecodedBatch(columns, _event_table([], []).append_column("reason", pa.array([], pa.string())))
     good: list[dict[str, object]] = []
     good_ids: list[str] = []
     bad: list[dict[str, object]] = []

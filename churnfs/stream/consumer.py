@@ -304,12 +304,12 @@ class StreamConsumer:
         events = decoded.events
         quarantined = [quarantine_rows(decoded.malformed)]
         clean_raw = events.slice(0, 0)
+        clean = None
         if events.num_rows:
             split = validate("event_logs", events, self.users, self.spec)
             quarantined.append(quarantine_rows(split.quarantined))
-            clean_raw = events.filter(
-                pc.is_in(events.column("event_id"), value_set=split.clean.column("event_id"))
-            )
+            clean = split.clean
+            clean_raw = events.filter(pc.is_in(events.column("event_id"), value_set=clean.column("event_id")))
         bad = pa.concat_tables(quarantined)
         label = f"{self.name}-{self._batch_number}"
         if bad.num_rows:
@@ -332,7 +332,10 @@ class StreamConsumer:
                 dedup = drop_known_events(clean_raw, self.raw.known_ids)
                 newest = pc.max(clean_raw.column("event_timestamp")).as_py()
                 if dedup.new.num_rows:
-                    self.raw.append_events(dedup.new, newest, label)
+                    assert clean is not None
+                    # validated above: the raw store takes the same events' clean rows as they are
+                    stored_clean = drop_known_events(clean, self.raw.known_ids).new
+                    self.raw.append_events(dedup.new, newest, label, clean=stored_clean)
                 as_of = stream_as_of(newest, self._clock(), self.spec.end)
                 user_ids = pc.unique(clean_raw.column("user_id")).to_pylist()
                 events = self.raw.clean_events(user_ids)

@@ -104,15 +104,23 @@ class RawEventStore:
         ids = pa.array(sorted({int(u) for u in user_ids}), type=pa.int64())
         return self._clean.filter(pc.is_in(self._clean.column("user_id"), value_set=ids))
 
-    def append_events(self, events: pa.Table, newest: datetime, label: str) -> Path:
-        """Append raw events (the ``event_logs`` columns) as a new part, durably, and know their ids."""
+    def append_events(
+        self, events: pa.Table, newest: datetime, label: str, clean: pa.Table | None = None
+    ) -> Path:
+        """Append raw events (the ``event_logs`` columns) as a new part, durably, and know their
+        ids. ``clean``: the same events as ``validate`` returned them, when the caller validated
+        them already (else they are validated here)."""
         table = conform_to_source(events.select(list(RAW_SCHEMAS["event_logs"])), self.path)
         path = parts_dir(self.path, STREAM_PARTS_DIR) / part_name(newest, datetime.now(UTC), label)
         _write_durably(table, path)
         self._read.add(path)
         ids = np.asarray(table.column("event_id").fill_null(-1).to_numpy(), dtype=np.int64)
         self._known = merge_ids(self._known, ids)
-        self._take_clean(table)
+        if clean is None or self._clean is None:
+            self._take_clean(table)
+        else:
+            clean = clean.select(self._clean.column_names).cast(self._clean.schema)
+            self._clean = pa.concat_tables([self._clean, clean])
         return path
 
     def append_quarantine(self, rows: pa.Table, label: str) -> Path:

@@ -59,6 +59,18 @@ def test_stream_entries_decode_back_to_the_raw_rows_they_encode() -> None:
     assert decoded.events.column(STREAM_ID).to_pylist() == [f"1700000000000-{i}" for i in range(3)]
 
 
+def test_a_batch_decodes_alike_a_column_or_an_entry_at_a_time() -> None:
+    events = _events([1, 2, 3], [10, None, 11])
+    entries = [
+        (f"1-{i}".encode(), {k.encode(): v.encode() for k, v in e.items()})
+        for i, e in enumerate(encode_events(events))
+    ]
+    by_column = decode_entries(entries)  # well-formed: a column at a time
+    with_a_bad_one = decode_entries([*entries, (b"1-9", {b"event_id": b"x"})])  # an entry at a time
+    assert with_a_bad_one.malformed.num_rows == 1
+    assert with_a_bad_one.events.equals(by_column.events)
+
+
 def test_entries_that_are_no_event_are_malformed_with_the_bad_field_named() -> None:
     good = encode_events(_events([1], [10]))[0]
     decoded = decode_entries(
