@@ -131,6 +131,16 @@ def train(
             "champion on the test period.",
         ),
     ] = False,
+    max_rows_per_cutoff: Annotated[
+        int | None,
+        typer.Option(
+            "--max-rows-per-cutoff",
+            min=0,
+            help="Label rows kept per training or validation cutoff: a stratified, seeded sample "
+            "above it (default TRAIN_MAX_ROWS_PER_CUTOFF, 100,000; 0: every row). The test period "
+            "is scored whole.",
+        ),
+    ] = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """Train the churn models on point-in-time features and register the best (validation PR-AUC):
@@ -138,7 +148,10 @@ def train(
     @challenger."""
     from training.train import summary_rows, train_models
 
-    summary = train_models(_settings(data_dir), models=models.split(",") if models else None, promote=promote)
+    settings = _settings(data_dir)
+    if max_rows_per_cutoff is not None:
+        settings = settings.model_copy(update={"train_max_rows_per_cutoff": max_rows_per_cutoff})
+    summary = train_models(settings, models=models.split(",") if models else None, promote=promote)
     print_summary("training", summary_rows(summary))
     console.print(
         f"{summary['model uri']} is version {summary['registered version']}: {summary['gate']}",

@@ -117,6 +117,16 @@ class Settings(BaseSettings):
         "similarity to positive vs negative prototype sentences).",
     )
 
+    # Training (docs: README "Point in time", training/sampling.py)
+    train_max_rows_per_cutoff: int = Field(
+        default=100_000,
+        ge=0,
+        description="Label rows kept per cutoff of the training and validation periods: above it a "
+        "stratified (by churned), seeded sample is drawn before the point-in-time join; the test "
+        "period is scored whole. 0: no cap.",
+    )
+    train_sample_seed: int = Field(default=0, ge=0, description="Seed of that sample.")
+
     # Serving
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)

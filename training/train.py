@@ -4,7 +4,10 @@
    label windows ending by the next period's first cutoff; checked.
 2. The training set from Feast's historical retrieval of ``churn_model_v1`` at every cutoff of
    the three periods, labels from the validated ``churn_labels``; every joined row checked point
-   in time against the offline files (``training.dataset``).
+   in time against the offline files (``training.dataset``). A training or validation cutoff with
+   more label rows than ``TRAIN_MAX_ROWS_PER_CUTOFF`` keeps a stratified, seeded sample of them,
+   drawn before the join (``training.sampling``); the test period is never sampled, so the gate
+   and the headline figure score its whole population. The runs' tags say whether it sampled.
 3. One design-matrix layout fitted on the training period (``training.design``), a leak scan of
    every column against the oracle, then each model fitted on the training period and early
    stopped on the validation period (``training.estimators``).
@@ -51,6 +54,7 @@ from training.evaluation import (
 from training.gate import GateDecision
 from training.leakage import check_ceiling, check_time_split, scan_single_features
 from training.progress import progress_bar
+from training.sampling import CutoffSample, SamplingReport
 
 logger = logging.getLogger(__name__)
 
@@ -277,6 +281,29 @@ def _test_metrics(test: TestEvaluation, decision: GateDecision) -> dict[str, flo
     return {k: float(v) for k, v in metrics.items() if np.isfinite(v)}
 
 
+def _sampling_report(training_set: TrainingSet) -> SamplingReport:
+    """The training set's sampling report; a set built without one kept every row."""
+    if training_set.sampling is not None:
+        return training_set.sampling
+    counts = pd.to_datetime(training_set.frame["event_timestamp"], utc=True).value_counts().sort_index()
+    cutoffs = pd.DatetimeIndex(counts.index)
+    rows = tuple(
+        CutoffSample(t.to_pydatetime(), int(n), int(n))
+        for t, n in zip(cutoffs, counts.to_numpy(), strict=True)
+    )
+    return SamplingReport(0, 0, rows)
+
+
+def sampling_summary(sampling: SamplingReport) -> str:
+    """One line for the CLI: which cutoffs were sampled, to how many rows, with which seed."""
+    sampled = [c for c in sampling.cutoffs if c.sampled]
+    if not sampled:
+        cap = f"{sampling.max_rows_per_cutoff:,} per cutoff" if sampling.max_rows_per_cutoff else "none"
+        return f"none: every label row (cap {cap})"
+    cutoffs = ", ".join(f"{c.cutoff:%Y-%m-%d} {c.rows_after:,} of {c.rows_before:,}" for c in sampled)
+    return f"stratified by churned, seed {sampling.seed}: {cutoffs}"
+
+
 def track_and_register(
     settings: Settings,
     training_set: TrainingSet,
@@ -302,6 +329,7 @@ def track_and_register(
 
     offline_files = {p.stem: p for p in sorted(Path(settings.offline_store_dir).glob("*.parquet"))}
     session = uuid.uuid4().hex[:12]
+    sampling = _sampling_report(training_set)
     tags = {
         "feature_service": training_set.feature_service,
         "feature_service_version": feature_service_version,
@@ -310,6 +338,7 @@ def track_and_register(
         "world_users": str(world.users),
         "git_commit": git_commit(),
         "training_session": session,
+        **sampling.tags(),
     }
     common = {
         "train_rows": evaluation.train_rows,
@@ -320,6 +349,7 @@ def track_and_register(
         "test_cutoffs": ",".join(f"{c:%Y-%m-%d}" for c in world.test_cutoffs()),
         "label_horizon_days": world.label_horizon_days,
         "design_columns": len(next(iter(evaluation.results.values())).spec.columns),
+        **sampling.params(),
     }
     runs: dict[str, str] = {}
     uris: dict[str, str] = {}
@@ -396,7 +426,8 @@ def train_models(
         models: model kinds to fit (default: all four, ``training.estimators.MODEL_KINDS``).
         max_rounds: boosting rounds at most (early stopping usually ends sooner).
         training_set: a training set built earlier for this world over the cutoffs of all three
-            periods (``build_training_set``), reused as is; by default it is built here.
+            periods (``build_training_set``), reused as is; by default it is built here, the
+            training and validation cutoffs sampled to ``settings.train_max_rows_per_cutoff``.
         promote: give the new model ``@champion`` whatever the gate says.
 
     Returns:
@@ -413,8 +444,15 @@ def train_models(
     check_time_split(train_cutoffs, valid_cutoffs, test_cutoffs, world.label_horizon_days)
     store = get_store(settings, check_online=False)
     if training_set is None:
+        # the test period is never sampled: the gate and the headline score its whole population
         training_set = build_training_set(
-            store, [*train_cutoffs, *valid_cutoffs, *test_cutoffs], FEATURE_SERVICE, show_progress
+            store,
+            [*train_cutoffs, *valid_cutoffs, *test_cutoffs],
+            FEATURE_SERVICE,
+            show_progress,
+            max_rows_per_cutoff=settings.train_max_rows_per_cutoff,
+            sample_seed=settings.train_sample_seed,
+            sampled_cutoffs=[*train_cutoffs, *valid_cutoffs],
         )
     oracle = load_oracle(settings.raw_dir)
     with tempfile.TemporaryDirectory(prefix="churn-models-") as workdir:
@@ -446,6 +484,7 @@ def train_models(
         "validation rows": evaluation.valid_rows,
         "test rows": test.rows,
         "features": len(training_set.features),
+        "training sample": sampling_summary(_sampling_report(training_set)),
         "metrics": {kind: r.metrics for kind, r in evaluation.results.items()},
         "oracle": evaluation.oracle_metrics,
         "fit seconds": {kind: round(r.fitted.seconds, 2) for kind, r in evaluation.results.items()},

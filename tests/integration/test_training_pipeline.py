@@ -277,6 +277,10 @@ def test_each_model_has_an_mlflow_run_with_params_metrics_tags_and_plots_under_d
         assert run.data.tags["world_seed"] == "7"
         assert len(run.data.tags["data_snapshot"]) == 16
         assert run.data.tags["git_commit"] != ""
+        # the session's training set was built without a cap: every label row, and the run says so
+        assert run.data.tags["training_sampled"] == "no"
+        assert run.data.params["max_rows_per_cutoff"] == "0"
+        assert run.data.params["rows_per_cutoff_before"] == run.data.params["rows_per_cutoff_after"]
         assert run.data.params["model_kind"] == kind
         assert run.data.metrics["val_roc_auc"] == pytest.approx(training_summary["metrics"][kind]["roc_auc"])
         assert run.data.metrics["oracle_val_roc_auc"] == pytest.approx(training_summary["oracle"]["roc_auc"])

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from churnfs.settings import Settings
@@ -220,19 +221,48 @@ def test_promote_gives_a_worse_model_the_champion_alias(
 def test_train_command_passes_promote_and_says_which_alias_the_model_got(
     trained_world: Settings, champion_restored: Any
 ) -> None:
+    """Also with ``--max-rows-per-cutoff`` under every training and validation cutoff's rows: those
+    cutoffs are sampled to the cap, the test cutoff is scored whole, and the run says so."""
     from typer.testing import CliRunner
 
     from churnfs.cli import app
 
+    world = load_world_spec(trained_world.raw_dir)
+    labels = pd.read_parquet(trained_world.offline_store_dir / "churn_labels.parquet")
+    per_cutoff = pd.to_datetime(labels["event_timestamp"], utc=True).value_counts()
+    sampled = [*world.train_cutoffs(), *world.validation_cutoffs()]
+    rows = {c: int(per_cutoff[pd.Timestamp(c)]) for c in sampled}
+    test_rows = {c: int(per_cutoff[pd.Timestamp(c)]) for c in world.test_cutoffs()}
+    cap = min(rows.values()) // 2
     result = CliRunner().invoke(
         app,
-        ["train", "--models", "logistic_regression", "--promote", "--data-dir", str(trained_world.data_dir)],
+        [
+            "train",
+            "--models",
+            "logistic_regression",
+            "--promote",
+            "--max-rows-per-cutoff",
+            str(cap),
+            "--data-dir",
+            str(trained_world.data_dir),
+        ],
     )
     assert result.exit_code == 0, result.output
     with mlflow_session(trained_world) as client:
         champion = client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION_ALIAS)
+        run = client.get_run(champion.run_id)
     assert int(champion.version) > int(champion_restored.version)
     assert champion.tags["model_kind"] == "logistic_regression"
     assert champion.tags["gate"].startswith("promoted with --promote")
     flat = " ".join(result.output.split())
     assert f"{CHAMPION_URI} is version {champion.version}: promoted with --promote" in flat
+    assert run.data.tags["training_sampled"] == champion.tags["training_sampled"] == "yes"
+    assert run.data.tags["training_sample_seed"] == "0"
+    assert run.data.params["max_rows_per_cutoff"] == str(cap)
+    before, after = {**rows, **test_rows}, {**dict.fromkeys(rows, cap), **test_rows}
+    assert run.data.params["rows_per_cutoff_before"] == ",".join(
+        f"{c:%Y-%m-%d}:{n}" for c, n in before.items()
+    )
+    assert run.data.params["rows_per_cutoff_after"] == ",".join(f"{c:%Y-%m-%d}:{n}" for c, n in after.items())
+    assert run.data.params["train_rows"] == str(cap * len(world.train_cutoffs()))
+    assert run.data.metrics["test_rows"] == sum(test_rows.values())  # the test period is never sampled
