@@ -57,6 +57,12 @@ class Settings(BaseSettings):
         description="Where `churnfs features` runs the feature functions: 'duckdb' (this process) or "
         "'spark' (partitions of users on SPARK_MASTER; needs the spark extra and Java 17).",
     )
+    partition_users: int = Field(
+        default=0,
+        ge=0,
+        description="Users per partition of the DuckDB engine (ranges of user_id, run one at a time, "
+        "so memory follows the partition); 0: 100,000.",
+    )
     offline_store: Literal["duckdb", "spark"] = Field(
         default="duckdb",
         description="Feast's offline store for historical retrieval and materialization: 'duckdb' "

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from churnfs.errors import InvalidInputError, MissingDataError
@@ -142,6 +143,38 @@ def read_raw_table(
     return conform(table, data)
 
 
+ROW_POSITION = "__position"
+"""A raw row's place in the table: its file's rank in ``raw_table_files`` times ``FILE_RANK``
+plus its index in the file. Partitions of users carry it so that their rows keep file order."""
+FILE_RANK = 1 << 40
+
+
+def read_raw_user_range(settings: Settings, table: str, low: int | None, high: int | None) -> pa.Table:
+    """The raw rows of ``table`` whose ``user_id`` lies in ``[low, high)`` (an open end with None;
+    the range with no upper end also takes the rows without a user), conformed, in file order,
+    with their ``ROW_POSITION``. DuckDB streams the scan and skips row groups whose statistics lie
+    outside the range, so a partition of users costs its own rows' memory, not the table's."""
+    files = checked_raw_files(settings, table)
+    columns = list(RAW_SCHEMAS[table])
+    bounds = [f"user_id >= {int(low)}"] if low is not None else []
+    if high is not None:
+        bounds.append(f"user_id < {int(high)}")
+    where = " AND ".join(bounds) or "true"
+    if high is None:
+        where = f"({where}) OR user_id IS NULL"
+    column_list = ", ".join(f'"{c}"' for c in columns)
+    with connect() as con:
+        data = con.sql(
+            f"""SELECT {column_list},
+                (list_position($paths, filename) - 1) * {FILE_RANK} + file_row_number AS {ROW_POSITION}
+            FROM read_parquet($paths, filename = true, file_row_number = true, union_by_name = true)
+            WHERE {where}
+            ORDER BY {ROW_POSITION}""",
+            params={"paths": [str(p) for p in files]},
+        ).to_arrow_table()
+    return conform(table, data).append_column(ROW_POSITION, data.column(ROW_POSITION).cast(pa.int64()))
+
+
 def validate(table: str, rows: pa.Table, users: pa.Table | None, spec: WorldSpec) -> Split:
     """Split raw rows of ``table`` into usable rows and quarantined ones (``transformations.validation``).
 
@@ -204,6 +237,43 @@ def group_views(
             rows, users, as_of_times, settings, show_progress, fit_topics, compact_cache
         )
     raise ValueError(f"no feature group {group!r}")
+
+
+def topic_fit_sample(reviews: pa.Table, settings: Settings, train_end: datetime) -> pa.Table:
+    """Embed a partition's clean reviews (through the cache) and return those written before
+    ``train_end``: ``user_id``, ``review_timestamp``, ``review_id``, ``review_text`` and
+    ``embedding``; what a
+    partitioned engine gathers to fit the topic model (``fit_topics_on_sample``)."""
+    from transformations.embeddings import load_encoder, matrix_to_list_array, review_vectors
+
+    reviews = reviews.drop_columns([ROW_POSITION]) if ROW_POSITION in reviews.column_names else reviews
+    vectors = review_vectors(
+        reviews.to_pandas(), settings, load_encoder(settings), show_progress=False, compact=False
+    )
+    times = pc.cast(reviews.column("review_timestamp"), pa.int64()).to_numpy()
+    before = times < int(train_end.timestamp() * 1_000_000)
+    columns = ["user_id", "review_timestamp", "review_id", "review_text"]
+    sample = reviews.select(columns).filter(pa.array(before))
+    return sample.append_column("embedding", matrix_to_list_array(vectors.embeddings[before]))
+
+
+def fit_topics_on_sample(parts: Sequence[pa.Table], settings: Settings, train_end: datetime) -> None:
+    """Fit the topic model on the partitions' ``topic_fit_sample`` tables, ordered by (user,
+    time, review id) as the one-partition review group orders them, so every engine and every
+    partitioning fits the same model."""
+    from transformations.embeddings import effective_backend, list_column_to_matrix, resolve_device
+    from transformations.topics import fit_topic_model
+
+    if not parts:
+        raise MissingDataError("no reviews to fit the topic model on: run `make data` first")
+    sample = pa.concat_tables(parts).sort_by(
+        [("user_id", "ascending"), ("review_timestamp", "ascending"), ("review_id", "ascending")]
+    )
+    column = sample.column("embedding")
+    embeddings = list_column_to_matrix(column, len(column[0]) if len(column) else 0)
+    backend = effective_backend(settings.embedding_backend, resolve_device(settings.embedding_device))
+    texts = ["" if text is None else str(text) for text in sample.column("review_text").to_pylist()]
+    fit_topic_model(settings, embeddings, texts, settings.embedding_model, backend, train_end)
 
 
 def users_frame(users: pa.Table) -> pd.DataFrame:

@@ -219,3 +219,39 @@ def test_small_world_refresh_equals_batch_rows(small_store):
                 left = frame.drop(columns="created_timestamp").astype(str)
                 right = batch.drop(columns="created_timestamp").reset_index(drop=True).astype(str)
                 pd.testing.assert_frame_equal(left, right)
+
+
+def test_the_partitioned_engine_writes_the_store_of_the_one_partition_run(
+    feature_world: Settings, tmp_path: Path
+):
+    """A world cut into ranges of users (700 of 3,000 users each: five partitions, each read by a
+    pushed-down filter, its views spilled and merged per as-of time) writes the offline store and
+    the quarantine that all users at once write, and fits the same topic model from its
+    per-partition embedding pass."""
+    import numpy as np
+
+    from tests.fixtures.parity import VECTOR_TOLERANCE, assert_same_offline_store, copy_world
+    from transformations.engines.duckdb import DuckDBEngine, user_ranges
+
+    world = copy_world(feature_world, tmp_path / "w", ("embeddings", "onnx"), partition_users=700)
+    assert len(user_ranges(pq.read_table(world.raw_dir / "user_table.parquet").column("user_id"), 700)) == 5
+    assert DuckDBEngine(world).partitioned()
+    summary = build_features(world, show_progress=False)
+    assert_same_offline_store(feature_world, world)
+    for view in ("user_activity_features", "user_review_features"):
+        expected = pq.ParquetFile(feature_world.offline_store_dir / f"{view}.parquet").metadata
+        got = pq.ParquetFile(world.offline_store_dir / f"{view}.parquet").metadata
+        assert [got.row_group(i).num_rows for i in range(got.num_row_groups)] == [
+            expected.row_group(i).num_rows for i in range(expected.num_row_groups)
+        ]
+    assert (
+        summary["rows user_activity_features"]
+        == pq.read_metadata(feature_world.offline_store_dir / "user_activity_features.parquet").num_rows
+    )
+    assert not list(world.offline_store_dir.glob(".*"))  # no run or staged file left
+    versions = sorted((world.artifacts_dir / "topic_model").iterdir())
+    expected_centroids = np.load(
+        feature_world.artifacts_dir / "topic_model" / versions[-1].name / "centroids.npy"
+    )
+    got_centroids = np.load(versions[-1] / "centroids.npy")
+    assert np.allclose(expected_centroids, got_centroids, rtol=0, atol=VECTOR_TOLERANCE)

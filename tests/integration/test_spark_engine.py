@@ -32,69 +32,19 @@ from churnfs.spark import (
     start_standalone_cluster,
     stop_spark,
 )
-from transformations.groups import GROUP_INPUT, GROUP_VIEWS
+from tests.fixtures.parity import (
+    VECTOR_TOLERANCE,
+    assert_same_offline_store,
+    assert_same_table,
+    cache_parts,
+    copy_world,
+)
 
 pytest.importorskip("pyspark", reason="the spark extra is not installed (pip install -e '.[spark]')")
 if java_executable() is None:
     pytest.skip("Spark needs Java 17 and none is installed (.ci/run installs it)", allow_module_level=True)
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark]
-
-VIEWS = tuple(view for views in GROUP_VIEWS.values() for view in views)
-QUARANTINE = ("user_table", *(table for table in GROUP_INPUT.values() if table))
-FLOAT_TOLERANCE = 1e-9
-VECTOR_TOLERANCE = 1e-6  # float32 embeddings and topic mixes
-
-
-def assert_same_table(expected: pa.Table, got: pa.Table, where: str) -> None:
-    """Same columns and types, same rows in the same order: keys and integers equal, floats
-    within 1e-9, float32 vectors within 1e-6 (``created_timestamp`` is each run's own)."""
-    drop = [c for c in ("created_timestamp",) if c in expected.column_names]
-    expected, got = expected.drop_columns(drop), got.drop_columns([c for c in drop if c in got.column_names])
-    assert got.schema.equals(expected.schema), f"{where}: schema {got.schema} != {expected.schema}"
-    assert got.num_rows == expected.num_rows, f"{where}: {got.num_rows} rows != {expected.num_rows}"
-    for name in expected.column_names:
-        a, b = expected.column(name).combine_chunks(), got.column(name).combine_chunks()
-        if pa.types.is_list(a.type):
-            assert a.value_lengths().equals(b.value_lengths()), f"{where}.{name}: vector lengths differ"
-            x = np.asarray(a.flatten().to_numpy(zero_copy_only=False), dtype=np.float64)
-            y = np.asarray(b.flatten().to_numpy(zero_copy_only=False), dtype=np.float64)
-            assert np.allclose(x, y, rtol=0, atol=VECTOR_TOLERANCE), f"{where}.{name}: {np.abs(x - y).max()}"
-        elif pa.types.is_floating(a.type):
-            x, y = a.to_numpy(zero_copy_only=False), b.to_numpy(zero_copy_only=False)
-            assert np.array_equal(np.isnan(x), np.isnan(y)), f"{where}.{name}: nulls differ"
-            assert np.allclose(x, y, rtol=0, atol=FLOAT_TOLERANCE, equal_nan=True), (
-                f"{where}.{name}: max difference {np.nanmax(np.abs(x - y))}"
-            )
-        else:
-            assert a.equals(b), f"{where}.{name}: values differ"
-
-
-def assert_same_offline_store(expected: Settings, got: Settings) -> None:
-    for view in VIEWS:
-        path = f"{view}.parquet"
-        assert_same_table(
-            pq.read_table(expected.offline_store_dir / path),
-            pq.read_table(got.offline_store_dir / path),
-            view,
-        )
-    for table in QUARANTINE:
-        path = f"{table}.parquet"
-        assert_same_table(
-            pq.read_table(expected.quarantine_dir / path), pq.read_table(got.quarantine_dir / path), table
-        )
-
-
-def copy_world(source: Settings, folder: Path, artifacts: tuple[str, ...], **update: object) -> Settings:
-    """The raw world of ``source`` (and the named artifact folders) in ``folder``."""
-    shutil.copytree(source.raw_dir, folder / "raw")
-    for name in artifacts:
-        shutil.copytree(source.artifacts_dir / name, folder / "artifacts" / name)
-    return source.model_copy(update={"data_dir": folder, **update})
-
-
-def cache_parts(settings: Settings) -> list[Path]:
-    return sorted((settings.artifacts_dir / "embeddings").rglob("part-*.parquet"))
 
 
 @pytest.fixture(scope="module")

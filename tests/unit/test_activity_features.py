@@ -306,3 +306,14 @@ def test_features_match_a_plain_row_by_row_reference(draws):
         expected = reference_row(mine, signup, pd.Timestamp(row["event_timestamp"]))
         for name, value in expected.items():
             assert row[name] == pytest.approx(value, rel=1e-6, abs=1e-6), name
+
+
+def test_user_ranges_cover_every_id_once_with_at_most_n_users_each():
+    import numpy as np
+
+    from transformations.engines.duckdb import user_ranges
+
+    ids = np.array([9, 3, 5, 1, 7, 11, 3])
+    assert user_ranges(ids, 2) == [(None, 5), (5, 9), (9, None)]
+    assert user_ranges(ids, 10) == [(None, None)]
+    assert user_ranges(np.array([], dtype=np.int64), 3) == [(None, None)]
