@@ -14,7 +14,7 @@ export DATA_DIR REDIS_CONNECTION_STRING REDIS_TYPE
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: help setup test lint format data features apply materialize train serve monitor demo bench clean
+.PHONY: help setup test lint format data features apply materialize train serve monitor demo stream-demo bench clean
 
 help: ## Show this help (the default target)
 	@echo "Usage: make TARGET [USERS=100000] [SEED=42] [DATA_DIR=data] [CLUSTER=3]"
@@ -83,6 +83,11 @@ demo: setup ## Run the product end to end at USERS users (data to monitoring), t
 	$(BIN)/churnfs online-store down
 	@$(BIN)/churnfs summary --started-at $$(cat "$(DATA_DIR)/.demo-started")
 	@echo "Next: make serve (API on http://127.0.0.1:8000/docs), mlflow ui --backend-store-uri sqlite:///$(DATA_DIR)/mlflow.db"
+
+stream-demo: setup ## Stream a world's last WEEKS (3) of events through CONSUMERS (2) while the API serves, then check online == batch (STREAM_USERS=20000; replaces DATA_DIR's world)
+	$(BIN)/churnfs online-store up
+	$(BIN)/churnfs stream demo --users $(or $(STREAM_USERS),20000) --seed $(SEED) --weeks $(or $(WEEKS),3) --consumers $(or $(CONSUMERS),2)
+	$(BIN)/churnfs online-store down
 
 bench: setup ## Run the benchmarks and rewrite docs/benchmarks.md
 	$(BIN)/python -m bench

@@ -16,21 +16,15 @@ starts from a fresh copy and an empty Redis; consumers are ``churnfs stream cons
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
-import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from bench.common import VENV_BIN, Row, load_average
+from bench.common import Row, load_average
 
 SUITE = "stream"
 RATE = 1000
@@ -52,45 +46,19 @@ def _source_world(workdir: Path, users: int) -> Any:
     return settings
 
 
-def _held_back(source: Any, needed: int) -> pa.Table:
-    """The newest whole days of events before the world's last day holding at least ``needed``
-    events, in time order."""
-    from churnfs.world import load_world_spec
-
-    spec = load_world_spec(source.raw_dir)
-    events = pq.read_table(source.raw_dir / "event_logs.parquet")
-    times = events.column("event_timestamp")
-    end = spec.end - timedelta(days=1)
-    start = end
-    while True:
-        start -= timedelta(days=1)
-        window = pc.and_(
-            pc.greater_equal(times, pa.scalar(start, times.type)), pc.less(times, pa.scalar(end, times.type))
-        )
-        if pc.sum(window).as_py() >= needed or start <= spec.start:
-            break
-    return events.filter(window).sort_by([("event_timestamp", "ascending"), ("event_id", "ascending")])
-
-
-def _consumer_base(workdir: Path, source: Any, held: pa.Table, redis_address: str) -> Path:
-    """The consumers' world: the source's raw tables without the held-back events, applied."""
+def _consumer_base(workdir: Path, source: Any, redis_address: str) -> tuple[Path, pa.Table]:
+    """The consumers' world: the source's raw tables without the newest days holding the events
+    the scenarios need (the demo's hold-back, ``churnfs.stream.replay``), applied; and those events."""
     from churnfs.settings import Settings
     from churnfs.store import apply_repo
+    from churnfs.stream.replay import hold_back_events, newest_days_holding
 
     base = workdir / "stream-consumers-base"
     shutil.rmtree(base, ignore_errors=True)
-    (base / "raw").mkdir(parents=True)
-    for path in source.raw_dir.iterdir():
-        if path.is_file() and path.name != "event_logs.parquet":
-            shutil.copy(path, base / "raw" / path.name)
-    events = pq.read_table(source.raw_dir / "event_logs.parquet")
-    held_ids = held.column("event_id")
-    pq.write_table(
-        events.filter(pc.invert(pc.is_in(events.column("event_id"), value_set=held_ids))),
-        base / "raw" / "event_logs.parquet",
-    )
+    start, end = newest_days_holding(source, max(RATE * _seconds(), BACKLOG))
+    held = hold_back_events(source, base / "raw", start, end)
     apply_repo(Settings(data_dir=base, redis_connection_string=redis_address))
-    return base
+    return base, held
 
 
 def _fresh(base: Path, workdir: Path, name: str, redis_address: str) -> Any:
@@ -104,62 +72,21 @@ def _fresh(base: Path, workdir: Path, name: str, redis_address: str) -> Any:
     return Settings(data_dir=data_dir, redis_connection_string=redis_address)
 
 
-def _start_consumers(settings: Any, count: int) -> list[tuple[subprocess.Popen[bytes], Path]]:
-    env = {
-        **os.environ,
-        "DATA_DIR": str(settings.data_dir),
-        "REDIS_CONNECTION_STRING": settings.redis_connection_string,
-    }
-    out = []
-    for i in range(count):
-        stats = settings.data_dir / f"consumer-{i}.json"
-        command = [str(VENV_BIN / "churnfs"), "stream", "consume", "--max-idle", str(MAX_IDLE_S)]
-        process = subprocess.Popen(
-            [*command, "--stats-json", str(stats)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        out.append((process, stats))
-    return out
-
-
-def _wait_joined(client: Any, settings: Any, count: int, timeout_s: float = 120) -> None:
-    """Until ``count`` consumers are in the group (each joins with its first read)."""
-    from churnfs.stream.consumer import ensure_group
-
-    ensure_group(client, settings)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if len(client.xinfo_consumers(settings.stream_key, settings.stream_group)) >= count:
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"{count} consumers did not join within {timeout_s} s")
-
-
-def _finish(consumers: list[tuple[subprocess.Popen[bytes], Path]]) -> list[dict[str, Any]]:
-    stats = []
-    for process, path in consumers:
-        if process.wait(timeout=1800) != 0:
-            raise RuntimeError(f"a consumer exited with {process.returncode}")
-        stats.append(json.loads(path.read_text()))
-    return stats
-
-
 def _paced(base: Path, workdir: Path, held: pa.Table, redis_address: str) -> dict[str, float]:
     from churnfs.store.redis_servers import redis_client
     from churnfs.stream.publish import publish_entries
+    from churnfs.stream.replay import finish_consumers, start_consumers, wait_joined
     from churnfs.stream.status import group_lag
     from transformations.stream import encode_events
 
     settings = _fresh(base, workdir, "stream-paced", redis_address)
     client = redis_client(redis_address)
     entries = encode_events(held.slice(0, RATE * _seconds()))
-    consumers = _start_consumers(settings, 1)
-    _wait_joined(client, settings, 1)
+    consumers = start_consumers(settings, 1, MAX_IDLE_S, settings.data_dir)
+    wait_joined(client, settings, 1)
     publish_s = publish_entries(client, settings.stream_key, entries, rate=RATE)
     lag = group_lag(client, settings) or {"unacknowledged": -1}
-    (stats,) = _finish(consumers)
+    (stats,) = finish_consumers(consumers)
     freshness = np.asarray(stats["freshness_s"]) * 1000
     return {
         "events": len(entries),
@@ -175,13 +102,14 @@ def _paced(base: Path, workdir: Path, held: pa.Table, redis_address: str) -> dic
 def _sustained(base: Path, workdir: Path, held: pa.Table, redis_address: str, count: int) -> dict[str, float]:
     from churnfs.store.redis_servers import redis_client
     from churnfs.stream.publish import publish_entries
+    from churnfs.stream.replay import finish_consumers, start_consumers
     from transformations.stream import encode_events
 
     settings = _fresh(base, workdir, f"stream-sustained-{count}", redis_address)
     client = redis_client(redis_address)
     entries = encode_events(held.slice(0, BACKLOG))
     publish_entries(client, settings.stream_key, entries)
-    stats = _finish(_start_consumers(settings, count))
+    stats = finish_consumers(start_consumers(settings, count, MAX_IDLE_S, settings.data_dir))
     first = min(s["first_batch_at"] for s in stats if s["first_batch_at"])
     last = max(s["last_batch_at"] for s in stats if s["last_batch_at"])
     total = sum(s["entries"] for s in stats)
@@ -196,10 +124,9 @@ def run(workdir: Path, users: int) -> list[Row]:
     from churnfs.store.redis_servers import start_redis_server
 
     source = _source_world(workdir, users)
-    held = _held_back(source, max(RATE * _seconds(), BACKLOG))
     server = start_redis_server(workdir / "stream-redis")
     try:
-        base = _consumer_base(workdir, source, held, server.address)
+        base, held = _consumer_base(workdir, source, server.address)
         load_before = load_average()
         paced = _paced(base, workdir, held, server.address)
         one = _sustained(base, workdir, held, server.address, 1)

@@ -1,4 +1,4 @@
-"""``churnfs stream publish|consume|status``, registered on the ``churnfs`` app by ``register``."""
+"""``churnfs stream publish|consume|status|demo``, registered on the ``churnfs`` app by ``register``."""
 
 from __future__ import annotations
 
@@ -102,12 +102,35 @@ def status_command(data_dir: DataDirOption = None) -> None:
         )
 
 
+def demo_command(
+    users: Annotated[int, typer.Option(min=100, help="Users of the generated world.")] = 20_000,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed.")] = 42,
+    weeks: Annotated[
+        int, typer.Option(min=1, max=8, help="Last weeks of events held back from the batch, then streamed.")
+    ] = 3,
+    consumers: Annotated[int, typer.Option(min=1, max=8, help="Consumer processes.")] = 2,
+    speed: Annotated[
+        float, typer.Option(min=0.0, help="N times the events' own pace (0: as fast as possible).")
+    ] = 20_000.0,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Generate a world, hold back its last weeks of events, build and materialize the rest, then
+    stream the held-back events while the API serves, and check online == batch (docs/stream.md)."""
+    from churnfs.stream.demo import run_stream_demo
+
+    summary = run_stream_demo(
+        settings_for(data_dir), users=users, seed=seed, weeks=weeks, consumers=consumers, speed=speed or None
+    )
+    print_summary("stream demo", summary)
+
+
 def register(app: typer.Typer, clean_errors: Callable[[Any], Any]) -> None:
     """Add ``churnfs stream ...`` to ``app``."""
     stream = typer.Typer(
-        help="The live event stream: publish, consume, status (docs/stream.md).", no_args_is_help=True
+        help="The live event stream: publish, consume, status, demo (docs/stream.md).", no_args_is_help=True
     )
     stream.command("publish")(clean_errors(publish_command))
     stream.command("consume")(clean_errors(consume_command))
     stream.command("status")(clean_errors(status_command))
+    stream.command("demo")(clean_errors(demo_command))
     app.add_typer(stream, name="stream")

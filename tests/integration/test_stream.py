@@ -480,3 +480,49 @@ def test_the_consumers_online_writer_stores_the_hashes_feasts_push_stores(
     assert len(ours) == table.num_rows and ours == feasts
     # Feast's write rule without skip_dedup: rows no newer than the stored ones are skipped
     assert OnlineRowWriter(store).write(ACTIVITY_VIEW, table) == 0
+
+
+def test_the_stream_demo_streams_the_held_back_events_and_ends_equal_to_batch(
+    stream_world: StreamWorld, feature_world: Settings, tmp_path: Path
+) -> None:
+    """``churnfs stream demo``'s core (``stream_held_back``) on the small world, with its last
+    eight days held back: the session's offline store cut at the hold-back stands for the batch
+    job of a world generated with ``--end`` then (rows up to it read nothing later), materialized
+    up to it; two consumer processes and the API."""
+    from churnfs.store import apply_repo
+    from churnfs.store.repo import materialize
+    from churnfs.stream.demo import stream_held_back
+    from churnfs.stream.replay import hold_back_events
+    from transformations.groups import read_raw_table, validate
+
+    address = f"127.0.0.1:{stream_world.server.port}"
+    redis_client(address).flushall()
+    settings = Settings(data_dir=tmp_path / "demo", redis_connection_string=address, stream_batch_size=500)
+    start, end = stream_world.start, load_world_spec(feature_world.raw_dir).end
+    held = hold_back_events(feature_world, settings.raw_dir, start, end)
+    settings.offline_store_dir.mkdir(parents=True)
+    for path in feature_world.offline_store_dir.glob("*.parquet"):
+        rows = pq.read_table(path)
+        if "event_timestamp" in rows.column_names:
+            times = rows.column("event_timestamp")
+            rows = rows.filter(pc.less_equal(times, pa.scalar(start, times.type)))
+        pq.write_table(rows, settings.offline_store_dir / path.name)
+    apply_repo(settings)
+    materialize(settings, end=start, replace=True)
+
+    result = stream_held_back(settings, feature_world, start, end, consumers=2)
+    assert result.held_back == result.published == held.num_rows > 1000
+    assert result.appended + result.quarantined == held.num_rows and result.repeats == 0
+    assert result.lag_at_end == 0 and len(result.freshness_s) == result.appended
+    spec = load_world_spec(settings.raw_dir)
+    users = validate("user_table", read_raw_table(settings, "user_table"), None, spec).clean
+    usable = validate("event_logs", held, users, spec).clean
+    assert result.appended == usable.num_rows
+    assert result.users_compared == len(set(usable.column("user_id").to_pylist())) > 100
+    assert result.mismatches == []
+    assert result.consistency.ok and len(result.consistency.refreshed_user_ids) > 100
+    ((user, answer),) = result.served.items()  # over HTTP: the streamed row, newer than the hold-back
+    times, _ = _online_activity(settings, [user])
+    assert answer == f"activity as of {times[user]:%Y-%m-%dT%H:%M:%SZ} (online)" and times[user] > start
+    summary = result.summary()
+    assert summary["online == batch recompute"] == f"{result.users_compared:,} users, 0 mismatches"
