@@ -37,6 +37,7 @@ SUITES = [
     "monitor",
     "spark",
     "stream",
+    "scale",
 ]
 DOC = REPO / "docs" / "benchmarks.md"
 HEADER = (

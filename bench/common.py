@@ -37,9 +37,14 @@ class Measured:
     stdout: str
 
 
-def run_measured(cmd: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path = REPO) -> Measured:
+def run_measured(
+    cmd: Sequence[str],
+    env: Mapping[str, str] | None = None,
+    cwd: Path = REPO,
+    ok_codes: Sequence[int] = (0,),
+) -> Measured:
     """Run ``cmd`` and return its wall time and its peak resident memory (``wait4`` rusage of
-    that child and the descendants it waited for). Raises on a non-zero exit."""
+    that child and the descendants it waited for). Raises on an exit code not in ``ok_codes``."""
     full_env = {**os.environ, **(env or {})}
     start = time.perf_counter()
     proc = subprocess.Popen(
@@ -50,7 +55,7 @@ def run_measured(cmd: Sequence[str], env: Mapping[str, str] | None = None, cwd: 
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
+    if proc.returncode not in ok_codes:
         raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{out[-4000:]}")
     return Measured(wall_s=wall, peak_rss_mb=usage.ru_maxrss / 1024.0, stdout=out)
 
