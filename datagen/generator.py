@@ -8,6 +8,7 @@ behind, never half a world.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -234,6 +235,9 @@ def generate_world(
             pop = sample_population(population_rng, review_rng, users, spec, drift, len(CATEGORIES))
             step(STEPS[1])
             target, oracle = build_labels(pop, spec)
+            # the labels were the hazard's last use: drop its users x days matrix (1.5 GB per
+            # million users) before the days' events accumulate
+            pop = dataclasses.replace(pop, cum_hazard=np.empty((0, 0)))
             step(STEPS[2])
             events, reviews = sample_days(pop, spec, seed, drift, dirty_fraction)
             step(STEPS[3])
