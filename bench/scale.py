@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.common import REPO, VENV_BIN, Row, load_average, run_measured
+from churnfs.io import write_text_atomic
 
 SUITE = "scale"
 SIZES = (10_000, 100_000, 300_000, 1_000_000)
@@ -229,9 +230,16 @@ def load_runs(path: Path = RUNS_FILE) -> dict[int, WorldRun]:
 
 def save_run(run: WorldRun, path: Path = RUNS_FILE) -> None:
     """Record one size's measurement beside the others (replacing that size's previous one)."""
-    runs = load_runs(path)
-    runs[run.users] = run
-    path.write_text(json.dumps({str(k): asdict(v) for k, v in sorted(runs.items())}, indent=1) + "\n")
+    import fcntl
+    import tempfile
+
+    # sizes may run in parallel processes: one writer at a time
+    with open(Path(tempfile.gettempdir()) / "churnfs-bench-scale.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        runs = load_runs(path)
+        runs[run.users] = run
+        text = json.dumps({str(k): asdict(v) for k, v in sorted(runs.items())}, indent=1) + "\n"
+        write_text_atomic(text, path)
 
 
 def run(workdir: Path, users: int) -> list[Row]:
