@@ -62,7 +62,8 @@ class WorldRun:
 
 
 def sizes_up_to(users: int) -> list[int]:
-    """The sizes to run: ``SCALE_SIZES`` (comma-separated) or the standard ones up to ``users``."""
+    """The sizes to run: ``SCALE_SIZES`` (comma-separated) or the standard ones up to ``users``
+    (``SCALE_SIZES=recorded`` runs none: it tabulates and plots the recorded ones)."""
     chosen = os.environ.get("SCALE_SIZES")
     if chosen:
         return sorted(int(s) for s in chosen.split(",") if s.strip())
@@ -142,8 +143,10 @@ def plot(runs: list[WorldRun], path: Path = PLOT) -> None:
     users = [r.users for r in runs]
     figure, (cost, memory) = plt.subplots(1, 2, figsize=(12, 4.5))
     for stage, _ in STAGES:
-        cost.plot(users, [1000 * r.seconds[stage] / r.users for r in runs], marker="o", label=stage)
-        memory.plot(users, [r.peak_mb[stage] / 1024 for r in runs], marker="o", label=stage)
+        done = [r for r in runs if stage in r.seconds]
+        xs = [r.users for r in done]
+        cost.plot(xs, [1000 * r.seconds[stage] / r.users for r in done], marker="o", label=stage)
+        memory.plot(xs, [r.peak_mb[stage] / 1024 for r in done], marker="o", label=stage)
     cost.set(xscale="log", yscale="log", xlabel="users", ylabel="seconds per 1,000 users")
     cost.set_title("cost per user, by stage")
     memory.set(xscale="log", xlabel="users", ylabel="peak memory of the stage's process (GiB)")
@@ -152,9 +155,10 @@ def plot(runs: list[WorldRun], path: Path = PLOT) -> None:
     memory.text(users[0], 6.1, "6 GiB budget", color="grey", fontsize=8)
     for axis in (cost, memory):
         axis.grid(True, which="both", alpha=0.3)
-    memory.legend(fontsize=8, loc="upper left")
+    handles, labels = memory.get_legend_handles_labels()
+    figure.legend(handles, labels, fontsize=8, loc="lower center", ncol=len(STAGES), frameon=False)
     figure.suptitle("make demo's stages by world size (python -m bench scale)")
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0.06, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -166,6 +170,9 @@ def rows(runs: list[WorldRun]) -> list[Row]:
     for run in runs:
         note = f"{run.users:,} users, measured {run.measured_at} at {run.commit}"
         for stage, _ in STAGES:
+            if stage not in run.seconds:
+                out.append(Row(SUITE, f"{run.users:,} users: {stage}", "not run", "", "", None, note))
+                continue
             per_k = 1000 * run.seconds[stage] / run.users
             out.append(
                 Row(
@@ -195,6 +202,8 @@ def rows(runs: list[WorldRun]) -> list[Row]:
         return out
     largest = runs[-1]
     for stage, _ in STAGES:
+        if stage not in largest.seconds or stage not in reference.seconds:
+            continue
         ratio = (largest.seconds[stage] / largest.users) / (reference.seconds[stage] / reference.users)
         graded = stage not in EXCLUDED_FROM_COST_GOAL
         out.append(
@@ -245,11 +254,13 @@ def save_run(run: WorldRun, path: Path = RUNS_FILE) -> None:
 def run(workdir: Path, users: int) -> list[Row]:
     """Run the sizes asked for (each recorded as soon as it is done), then tabulate and plot every
     recorded size up to the largest asked for."""
-    sizes = sizes_up_to(users)
-    for size in sizes:
-        run_world(workdir, size)
-    complete = len(STAGES)
-    recorded = [r for s, r in sorted(load_runs().items()) if s <= max(sizes) and len(r.seconds) == complete]
+    if os.environ.get("SCALE_SIZES") == "recorded":  # tabulate and plot what was recorded
+        sizes = [s for s in load_runs() if s <= users]
+    else:
+        sizes = sizes_up_to(users)
+        for size in sizes:
+            run_world(workdir, size)
+    recorded = [r for s, r in sorted(load_runs().items()) if sizes and s <= max(sizes)]
     if recorded:
         plot(recorded)
     return rows(recorded)
