@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     # Stream (docs/stream.md): Redis Stream on the online store's Redis
     stream_key: str = Field(default="churnfs:events", description="The Redis Stream of raw events.")
     stream_group: str = Field(default="churnfs-features", description="The consumer group.")
-    stream_batch_size: int = Field(default=500, ge=1, description="Most entries in one micro-batch.")
+    stream_batch_size: int = Field(default=2000, ge=1, description="Most entries in one micro-batch.")
     stream_batch_ms: int = Field(
         default=100, ge=1, description="Longest wait (ms) to fill a micro-batch once its first entry came."
     )
@@ -116,6 +116,12 @@ class Settings(BaseSettings):
     )
     embedding_threads: int = Field(default=0, ge=0, description="0 means all cores.")
     embedding_device: str = Field(default="auto", description="'auto', 'cpu' or 'cuda'.")
+    topic_count: Literal["auto"] | Annotated[int, Field(ge=2)] = Field(
+        default="auto",
+        description="Topics of the topic model (transformations/topics.py): 'auto' (default: the K of "
+        "2 to 12 whose topics' top words read best on the training-period reviews, NPMI coherence "
+        "times diversity, chosen when the model is fitted) or a number that forces K.",
+    )
     sentiment_method: Literal["vader", "prototype", "blend"] = Field(
         default="blend",
         description="Review sentiment (transformations/sentiment.py): 'blend' (default: the mean of the "

@@ -158,6 +158,7 @@ def build_review_features(
     topic_model = ensure_topic_model(
         settings,
         vectors.embeddings,
+        frame["review_text"].fillna("").astype(str).tolist(),
         review_ts,
         encoder.model_name,
         encoder.backend,

@@ -5,7 +5,8 @@ Measures: sentiment is the ROC-AUC of the VADER compound score for telling the g
 purity: each review goes to its most likely topic, each topic is labelled with the planted
 aspect most of its reviews carry, and purity is the share of reviews whose topic's label is
 their own aspect (``_reviews_truth.parquet``), threshold 0.7 (chance, all in one topic, is the
-largest aspect's share, about 0.25).
+largest aspect's share, about 0.25). The number of topics is the one the topic model chose on the
+reviews alone (``TOPIC_COUNT=auto``); the generator's six aspects only grade it here.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sklearn.metrics import roc_auc_score
 from churnfs.settings import Settings
 from churnfs.world import load_world_spec
 from transformations.embeddings import ReviewVectors, load_encoder, review_vectors
-from transformations.topics import TOPIC_COUNT, ensure_topic_model, topic_words
+from transformations.topics import TOPIC_CANDIDATES, ensure_topic_model, topic_words
 
 
 @pytest.fixture(scope="module")
@@ -59,10 +60,15 @@ def test_topics_recover_the_planted_aspects(
         .astype("int64")
         .to_numpy()
     )
+    texts = reviews_with_truth["review_text"].astype(str).tolist()
     model = ensure_topic_model(
-        small_world, vectors.embeddings, times, "all-MiniLM-L6-v2", "onnx", spec.train_end
+        small_world, vectors.embeddings, texts, times, "all-MiniLM-L6-v2", "onnx", spec.train_end
     )
-    assert model.k == TOPIC_COUNT
+    selection = model.metadata["k_selection"]
+    assert isinstance(selection, dict) and selection["setting"] == "auto"
+    scores = {c["k"]: c["score"] for c in selection["candidates"]}
+    assert sorted(scores) == list(TOPIC_CANDIDATES)
+    assert model.k == selection["chosen"] == max(scores, key=lambda k: scores[k])  # not the truth's
     assert model.metadata["n_reviews"] == int((times < spec.train_end.timestamp() * 1e6).sum())
     topic = model.transform(vectors.embeddings).argmax(axis=1)
     table = pd.crosstab(topic, reviews_with_truth["aspect"].to_numpy())
@@ -91,6 +97,7 @@ def test_topic_labels_name_the_aspect_each_topic_holds(
     model = ensure_topic_model(
         small_world,
         vectors.embeddings,
+        reviews_with_truth["review_text"].astype(str).tolist(),
         times.dt.as_unit("us").astype("int64").to_numpy(),
         "all-MiniLM-L6-v2",
         "onnx",

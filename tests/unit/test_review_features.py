@@ -81,8 +81,9 @@ def encoder(tmp_path_factory: pytest.TempPathFactory) -> Encoder:
 
 @pytest.fixture()
 def world(tmp_path_factory: pytest.TempPathFactory, encoder: Encoder) -> Settings:
-    """A world folder with its calendar and a saved two-topic model (delivery vs praise)."""
-    settings = Settings(data_dir=tmp_path_factory.mktemp("reviews"), embedding_backend="onnx")
+    """A world folder with its calendar and a saved two-topic model (delivery vs praise), its K
+    forced by ``TOPIC_COUNT`` (so it is the current model, not refitted on three users)."""
+    settings = Settings(data_dir=tmp_path_factory.mktemp("reviews"), embedding_backend="onnx", topic_count=2)
     WorldSpec(users=3, seed=0, drift=False).save(settings.raw_dir)
     anchors = encoder.encode(["The delivery was late and broken.", "I love it, great product."])
     save_topic_model(
@@ -259,22 +260,24 @@ def test_topic_model_is_fitted_once_on_training_reviews_then_reused(
     train_end = datetime(2025, 4, 30, tzinfo=UTC)
     cutoff_us = int(train_end.timestamp() * 1e6)
     times = np.where(np.arange(n) < MIN_FIT_REVIEWS, cutoff_us - 1, cutoff_us)  # the last 40 at train_end
+    texts = [f"parcel {('late', 'soft', 'cheap', 'broken')[i % 4]}" for i in range(n)]
 
-    first = ensure_topic_model(settings, vectors, times, "model-a", "onnx", train_end)
+    first = ensure_topic_model(settings, vectors, texts, times, "model-a", "onnx", train_end)
     metadata = json.loads((settings.artifacts_dir / "topic_model" / "v1" / "metadata.json").read_text())
     assert first.version == 1
     assert metadata["n_reviews"] == MIN_FIT_REVIEWS
-    assert metadata["k"] == first.k
+    assert metadata["k"] == first.k and metadata["k_selection"]["setting"] == "auto"
+    assert [c["k"] for c in metadata["k_selection"]["candidates"]] == [2, 3, 4, 5]  # six reviews: K < 6
     assert metadata["fitted_until"] == "2025-04-30T00:00:00+00:00"
 
     # Other embeddings (a refresh, a later run): the saved model is loaded as is.
-    again = ensure_topic_model(settings, vectors[::-1].copy(), times, "model-a", "onnx", train_end)
+    again = ensure_topic_model(settings, vectors[::-1].copy(), texts, times, "model-a", "onnx", train_end)
     assert again.version == 1
     np.testing.assert_array_equal(again.centroids, first.centroids)
     assert sorted(p.name for p in (settings.artifacts_dir / "topic_model").iterdir()) == ["v1"]
 
     # Another embedding model gets its own, new version.
-    other = ensure_topic_model(settings, vectors, times, "model-b", "onnx", train_end)
+    other = ensure_topic_model(settings, vectors, texts, times, "model-b", "onnx", train_end)
     assert other.version == 2
 
 
@@ -283,7 +286,13 @@ def test_topic_model_refuses_to_fit_on_too_few_reviews(tmp_path_factory: pytest.
     vectors = np.eye(4, dtype=np.float32)
     with pytest.raises(MissingDataError, match="churnfs features"):
         ensure_topic_model(
-            settings, vectors, np.zeros(4, np.int64), "m", "onnx", datetime(2025, 4, 30, tzinfo=UTC)
+            settings,
+            vectors,
+            ["late parcel"] * 4,
+            np.zeros(4, np.int64),
+            "m",
+            "onnx",
+            datetime(2025, 4, 30, tzinfo=UTC),
         )
 
 

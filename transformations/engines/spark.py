@@ -13,9 +13,11 @@ one-bucket case, so both compute the same rows.
   embeddings, UTC timestamps), collected on the driver and written by the job's writer as the
   offline store's files, like the DuckDB engine's.
 - Reviews: the encoder is loaded once per Python worker (Spark reuses its workers) and the
-  embedding cache is honoured (a cached text is never embedded again). When no topic model exists
-  yet, a first pass embeds the reviews and returns the training period's vectors; the driver fits
-  the model on them, in the DuckDB engine's order, before the buckets transform with it.
+  embedding cache is honoured (a cached text is never embedded again). When no current topic model
+  exists yet (none, or none meeting ``TOPIC_COUNT``), a first pass embeds the reviews and returns
+  the training period's vectors; the driver fits the model on them (``fit_topic_model``, K chosen
+  as the DuckDB engine chooses it), in the DuckDB engine's order, before the buckets transform
+  with it.
 - Workers read ``DATA_DIR`` (the raw tables, the cache and the topic model), so on a cluster of
   several machines it must be shared storage (NFS, or a mounted bucket).
 """
@@ -213,7 +215,7 @@ def _group_task(users: pa.Table, rows: pa.Table | None, group: str, context: Job
 
 def _topic_sample_task(users: pa.Table, reviews: pa.Table, context: JobContext) -> pa.Table:
     """Embed a bucket's clean reviews (through the cache) and return the training period's:
-    ``user_id``, ``review_timestamp``, ``review_id`` and ``embedding``."""
+    ``user_id``, ``review_timestamp``, ``review_id``, ``review_text`` and ``embedding``."""
     from transformations.embeddings import load_encoder, matrix_to_list_array, review_vectors
 
     _, split = _validated(users, "review_table", reviews, context)
@@ -225,7 +227,9 @@ def _topic_sample_task(users: pa.Table, reviews: pa.Table, context: JobContext) 
     )
     times = timestamps_us(clean.column("review_timestamp"))
     before = times < timestamps_us(pa.array([context.spec.train_end], UTC_US))[0]
-    sample = clean.select(["user_id", "review_timestamp", "review_id"]).filter(pa.array(before))
+    sample = clean.select(["user_id", "review_timestamp", "review_id", "review_text"]).filter(
+        pa.array(before)
+    )
     sample = sample.append_column("embedding", matrix_to_list_array(vectors.embeddings[before]))
     return _payload([("topic sample", sample)])
 
@@ -288,18 +292,19 @@ def _outputs(payloads: dict[str, list[pa.Table]]) -> Iterator[Output]:
 
 
 def _ensure_topic_model(users: DataFrame, reviews: DataFrame, context: JobContext) -> None:
-    """Fit the topic model when none exists, as the DuckDB engine would: on the embeddings of the
-    reviews before the training period's end, ordered by (user, time, review id)."""
+    """Fit the topic model when no current one exists, as the DuckDB engine would: on the
+    embeddings of the reviews before the training period's end, ordered by (user, time, review
+    id)."""
     from transformations.embeddings import (
         compact_cache,
         effective_backend,
         list_column_to_matrix,
         resolve_device,
     )
-    from transformations.topics import fit_topic_model, load_topic_model
+    from transformations.topics import current_topic_model, fit_topic_model
 
     settings = context.settings
-    if load_topic_model(settings, settings.embedding_model) is not None:
+    if current_topic_model(settings, settings.embedding_model) is not None:
         return
     task = _cogrouped(_topic_sample_task, context=context)
     plan = users.groupBy(BUCKET).cogroup(reviews.groupBy(BUCKET)).applyInArrow(task, PAYLOAD_SCHEMA)
@@ -313,4 +318,5 @@ def _ensure_topic_model(users: DataFrame, reviews: DataFrame, context: JobContex
     column = sample.column("embedding")
     embeddings = list_column_to_matrix(column, len(column[0]) if len(column) else 0)
     backend = effective_backend(settings.embedding_backend, resolve_device(settings.embedding_device))
-    fit_topic_model(settings, embeddings, settings.embedding_model, backend, context.spec.train_end)
+    texts = ["" if text is None else str(text) for text in sample.column("review_text").to_pylist()]
+    fit_topic_model(settings, embeddings, texts, settings.embedding_model, backend, context.spec.train_end)
