@@ -9,8 +9,8 @@ after the first one came):
 2. under the group's write lock: append the events not yet in the raw store (by ``event_id``) as
    a durable part beside ``raw/event_logs.parquet``; recompute the users of the batch's events as
    of the batch's newest event (never before the stream's clock, the latest as-of time written)
-   with the batch job's functions; append the rows to the offline store and push them online
-   through Feast's push source; advance the clock;
+   with the batch job's functions; append the rows to the offline store and write them online
+   (``churnfs.store.online_rows``: the bytes Feast's push would write); advance the clock;
 3. ``XACK`` every entry of the batch.
 
 A crash anywhere before step 3 leaves the entries pending: they are delivered again (to this
