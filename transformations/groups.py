@@ -149,6 +149,11 @@ plus its index in the file. Partitions of users carry it so that their rows keep
 FILE_RANK = 1 << 40
 
 
+def without_position(table: pa.Table) -> pa.Table:
+    """``table`` without its ``ROW_POSITION`` column (if it has one)."""
+    return table.drop_columns([ROW_POSITION]) if ROW_POSITION in table.column_names else table
+
+
 def read_raw_user_range(settings: Settings, table: str, low: int | None, high: int | None) -> pa.Table:
     """The raw rows of ``table`` whose ``user_id`` lies in ``[low, high)`` (an open end with None;
     the range with no upper end also takes the rows without a user), conformed, in file order,
@@ -246,7 +251,7 @@ def topic_fit_sample(reviews: pa.Table, settings: Settings, train_end: datetime)
     partitioned engine gathers to fit the topic model (``fit_topics_on_sample``)."""
     from transformations.embeddings import load_encoder, matrix_to_list_array, review_vectors
 
-    reviews = reviews.drop_columns([ROW_POSITION]) if ROW_POSITION in reviews.column_names else reviews
+    reviews = without_position(reviews)
     vectors = review_vectors(
         reviews.to_pandas(), settings, load_encoder(settings), show_progress=False, compact=False
     )

@@ -32,6 +32,7 @@ from transformations.groups import (
     read_raw_user_range,
     topic_fit_sample,
     validate,
+    without_position,
 )
 
 PARTITION_USERS = 100_000
@@ -125,7 +126,7 @@ class DuckDBEngine(FeatureEngine):
                         source, read_raw_user_range(settings, source, low, high), part_users, spec
                     )
                     quarantined.append(split.quarantined)
-                    rows = _without_position(split.clean)
+                    rows = without_position(split.clean)
                     del split
                 views = group_views(
                     group,
@@ -173,7 +174,3 @@ def _users_in(users: pa.Table, low: int | None, high: int | None) -> pa.Table:
     if high is not None:
         mask = pc.and_(mask, pc.less(ids, high))
     return users.filter(mask)
-
-
-def _without_position(table: pa.Table) -> pa.Table:
-    return table.drop_columns([ROW_POSITION]) if ROW_POSITION in table.column_names else table

@@ -34,19 +34,22 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from churnfs.errors import MissingDataError
 from churnfs.settings import Settings
 from churnfs.spark import job_failure, spark_session
 from transformations.engines.base import FeatureEngine, JobContext, Output, Steps
 from transformations.groups import (
+    FILE_RANK,
     GROUP_INPUT,
+    ROW_POSITION,
     RUN_ORDER,
     STEP_NAMES,
     checked_raw_files,
+    fit_topics_on_sample,
     group_views,
+    topic_fit_sample,
     validate,
+    without_position,
 )
-from transformations.profile import UTC_US, timestamps_us
 from transformations.validation import RAW_SCHEMAS, Split, conform
 
 if TYPE_CHECKING:
@@ -54,13 +57,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-POSITION = "__position"
-"""A raw row's index in its file."""
 BUCKET = "__bucket"
 PAYLOAD_SCHEMA = "name string, payload binary"
 """What a bucket's task returns: one row per output, the output's rows as an Arrow IPC stream."""
-FILE_RANK = 1 << 40
-"""A row's position is its file's rank times this plus its index in the file."""
 USERS_PER_BUCKET = 25_000
 """Automatic bucket count: at least 4 per task slot, at most this many users each (a bucket's
 outputs travel as one value; 25,000 users' activity snapshots are about 80 MB)."""
@@ -134,7 +133,8 @@ class SparkEngine(FeatureEngine):
         return (
             self.session.read.parquet(*files)
             .select(
-                *RAW_SCHEMAS[table], (rank * F.lit(FILE_RANK) + F.col("_metadata.row_index")).alias(POSITION)
+                *RAW_SCHEMAS[table],
+                (rank * F.lit(FILE_RANK) + F.col("_metadata.row_index")).alias(ROW_POSITION),
             )
             .withColumn(BUCKET, F.coalesce(F.pmod(F.col("user_id"), F.lit(buckets)), F.lit(-1)))
         )
@@ -176,12 +176,8 @@ def _cogrouped(task: Callable[..., pa.Table], **kwargs: Any) -> Callable[[pa.Tab
 
 def _in_file_order(table: str, rows: pa.Table) -> pa.Table:
     """A bucket's rows of ``table`` in file order, conformed, keeping their file positions."""
-    rows = rows.sort_by(POSITION)
-    return conform(table, rows).append_column(POSITION, rows.column(POSITION))
-
-
-def _without_position(table: pa.Table) -> pa.Table:
-    return table.drop_columns([POSITION]) if POSITION in table.column_names else table
+    rows = rows.sort_by(ROW_POSITION)
+    return conform(table, rows).append_column(ROW_POSITION, rows.column(ROW_POSITION))
 
 
 def _users_task(users: pa.Table, context: JobContext) -> pa.Table:
@@ -198,7 +194,7 @@ def _group_task(users: pa.Table, rows: pa.Table | None, group: str, context: Job
     clean = None
     if source is not None and split is not None:
         outputs.append((f"quarantine:{source}", split.quarantined))
-        clean = _without_position(split.clean)
+        clean = without_position(split.clean)
     views = group_views(
         group,
         clean_users,
@@ -214,23 +210,11 @@ def _group_task(users: pa.Table, rows: pa.Table | None, group: str, context: Job
 
 
 def _topic_sample_task(users: pa.Table, reviews: pa.Table, context: JobContext) -> pa.Table:
-    """Embed a bucket's clean reviews (through the cache) and return the training period's:
-    ``user_id``, ``review_timestamp``, ``review_id``, ``review_text`` and ``embedding``."""
-    from transformations.embeddings import load_encoder, matrix_to_list_array, review_vectors
-
+    """Embed a bucket's clean reviews (through the cache) and return the training period's
+    (``topic_fit_sample``)."""
     _, split = _validated(users, "review_table", reviews, context)
     assert split is not None
-    clean = _without_position(split.clean)
-    settings = context.settings
-    vectors = review_vectors(
-        clean.to_pandas(), settings, load_encoder(settings), show_progress=False, compact=False
-    )
-    times = timestamps_us(clean.column("review_timestamp"))
-    before = times < timestamps_us(pa.array([context.spec.train_end], UTC_US))[0]
-    sample = clean.select(["user_id", "review_timestamp", "review_id", "review_text"]).filter(
-        pa.array(before)
-    )
-    sample = sample.append_column("embedding", matrix_to_list_array(vectors.embeddings[before]))
+    sample = topic_fit_sample(without_position(split.clean), context.settings, context.spec.train_end)
     return _payload([("topic sample", sample)])
 
 
@@ -239,7 +223,7 @@ def _validated(
 ) -> tuple[pa.Table, Split | None]:
     """A bucket's clean users, and the split of its rows of ``source`` (None without rows)."""
     spec = context.spec
-    clean_users = _without_position(
+    clean_users = without_position(
         validate("user_table", _in_file_order("user_table", users), None, spec).clean
     )
     if source is None or rows is None:
@@ -285,7 +269,7 @@ def _outputs(payloads: dict[str, list[pa.Table]]) -> Iterator[Output]:
         kind, _, name = key.partition(":")
         table = pa.concat_tables(payloads[key], promote_options="permissive")
         if kind == "quarantine":
-            table = table.sort_by(POSITION).drop_columns([POSITION])
+            table = table.sort_by(ROW_POSITION).drop_columns([ROW_POSITION])
             yield Output("quarantine", name, table)
         else:
             yield Output("view", name, table)
@@ -293,15 +277,9 @@ def _outputs(payloads: dict[str, list[pa.Table]]) -> Iterator[Output]:
 
 def _ensure_topic_model(users: DataFrame, reviews: DataFrame, context: JobContext) -> None:
     """Fit the topic model when no current one exists, as the DuckDB engine would: on the
-    embeddings of the reviews before the training period's end, ordered by (user, time, review
-    id)."""
-    from transformations.embeddings import (
-        compact_cache,
-        effective_backend,
-        list_column_to_matrix,
-        resolve_device,
-    )
-    from transformations.topics import current_topic_model, fit_topic_model
+    embeddings of the reviews before the training period's end (``fit_topics_on_sample``)."""
+    from transformations.embeddings import compact_cache
+    from transformations.topics import current_topic_model
 
     settings = context.settings
     if current_topic_model(settings, settings.embedding_model) is not None:
@@ -310,13 +288,4 @@ def _ensure_topic_model(users: DataFrame, reviews: DataFrame, context: JobContex
     plan = users.groupBy(BUCKET).cogroup(reviews.groupBy(BUCKET)).applyInArrow(task, PAYLOAD_SCHEMA)
     parts = _run(plan).get("topic sample", [])
     compact_cache(settings)
-    if not parts:
-        raise MissingDataError("no reviews to fit the topic model on: run `make data` first")
-    sample = pa.concat_tables(parts).sort_by(
-        [("user_id", "ascending"), ("review_timestamp", "ascending"), ("review_id", "ascending")]
-    )
-    column = sample.column("embedding")
-    embeddings = list_column_to_matrix(column, len(column[0]) if len(column) else 0)
-    backend = effective_backend(settings.embedding_backend, resolve_device(settings.embedding_device))
-    texts = ["" if text is None else str(text) for text in sample.column("review_text").to_pylist()]
-    fit_topic_model(settings, embeddings, texts, settings.embedding_model, backend, context.spec.train_end)
+    fit_topics_on_sample(parts, settings, context.spec.train_end)
