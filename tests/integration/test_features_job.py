@@ -227,31 +227,35 @@ def test_the_partitioned_engine_writes_the_store_of_the_one_partition_run(
     """A world cut into ranges of users (700 of 3,000 users each: five partitions, each read by a
     pushed-down filter, its views spilled and merged per as-of time) writes the offline store and
     the quarantine that all users at once write, and fits the same topic model from its
-    per-partition embedding pass."""
+    per-partition embedding pass. Both build from the same copied embedding cache, with no topic
+    model (the session's world may have been rebuilt by other tests)."""
     import numpy as np
 
     from tests.fixtures.parity import VECTOR_TOLERANCE, assert_same_offline_store, copy_world
     from transformations.engines.duckdb import DuckDBEngine, user_ranges
 
-    world = copy_world(feature_world, tmp_path / "w", ("embeddings", "onnx"), partition_users=700)
+    whole = copy_world(feature_world, tmp_path / "whole", ("embeddings", "onnx"), partition_users=10**6)
+    world = copy_world(feature_world, tmp_path / "parts", ("embeddings", "onnx"), partition_users=700)
     assert len(user_ranges(pq.read_table(world.raw_dir / "user_table.parquet").column("user_id"), 700)) == 5
-    assert DuckDBEngine(world).partitioned()
+    assert DuckDBEngine(world).partitioned() and not DuckDBEngine(whole).partitioned()
+    build_features(whole, show_progress=False)
     summary = build_features(world, show_progress=False)
-    assert_same_offline_store(feature_world, world)
+    assert_same_offline_store(whole, world)
     for view in ("user_activity_features", "user_review_features"):
-        expected = pq.ParquetFile(feature_world.offline_store_dir / f"{view}.parquet").metadata
+        expected = pq.ParquetFile(whole.offline_store_dir / f"{view}.parquet").metadata
         got = pq.ParquetFile(world.offline_store_dir / f"{view}.parquet").metadata
         assert [got.row_group(i).num_rows for i in range(got.num_row_groups)] == [
             expected.row_group(i).num_rows for i in range(expected.num_row_groups)
         ]
     assert (
         summary["rows user_activity_features"]
-        == pq.read_metadata(feature_world.offline_store_dir / "user_activity_features.parquet").num_rows
+        == pq.read_metadata(whole.offline_store_dir / "user_activity_features.parquet").num_rows
     )
     assert not list(world.offline_store_dir.glob(".*"))  # no run or staged file left
-    versions = sorted((world.artifacts_dir / "topic_model").iterdir())
-    expected_centroids = np.load(
-        feature_world.artifacts_dir / "topic_model" / versions[-1].name / "centroids.npy"
+    model = "topic_model/v1/centroids.npy"
+    assert np.allclose(
+        np.load(whole.artifacts_dir / model),
+        np.load(world.artifacts_dir / model),
+        rtol=0,
+        atol=VECTOR_TOLERANCE,
     )
-    got_centroids = np.load(versions[-1] / "centroids.npy")
-    assert np.allclose(expected_centroids, got_centroids, rtol=0, atol=VECTOR_TOLERANCE)
