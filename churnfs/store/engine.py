@@ -26,6 +26,7 @@ non-int64 keys, transformations) goes to Feast's local engine unchanged.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import queue
 import threading
@@ -561,29 +562,47 @@ class LatestRows:
         end: datetime,
     ) -> LatestRows:
         """The latest row per entity with ``start <= event time <= end`` (ties on the event time
-        broken by the created time), as Feast's ``pull_latest_from_table_or_query``."""
+        broken by the created time), as Feast's ``pull_latest_from_table_or_query``.
+
+        When the file's row groups cover disjoint spans of event time (the offline store's
+        snapshots: one row group per as-of time), they are read newest first, keys and times
+        only, one at a time, and an entity's first sighting is its latest row: memory holds one
+        row group's keys, not the whole file's (26 as-of times of a million users are 26 million
+        rows). Otherwise the key and time columns of the whole file are sorted at once."""
         parquet = pq.ParquetFile(path)
         time_columns = [timestamp_field] + ([created_timestamp_column] if created_timestamp_column else [])
-        keys = parquet.read(columns=[join_key, *time_columns])
-
-        def micros(name: str) -> np.ndarray:
-            column = keys.column(name).cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
-            return column.fill_null(np.iinfo(np.int64).min).to_numpy()
-
-        event = micros(timestamp_field)
         lo = int(pd.Timestamp(start).tz_convert("UTC").value // 1000)
         hi = int(pd.Timestamp(end).tz_convert("UTC").value // 1000)
-        inside = np.flatnonzero((event >= lo) & (event <= hi))
-        entity = keys.column(join_key).to_numpy()[inside]
-        sort_keys = [event[inside], entity]
-        if created_timestamp_column:
-            sort_keys.insert(0, micros(created_timestamp_column)[inside])
-        order = np.lexsort(sort_keys)  # by entity, then event time, then created time
-        ranked = inside[order]
-        sorted_entity = entity[order]
-        last = np.ones(len(ranked), dtype=bool)
-        last[:-1] = sorted_entity[1:] != sorted_entity[:-1]
-        return cls(parquet, [join_key, *time_columns, *columns], ranked[last])
+        read = [join_key, *time_columns]
+        spans = _time_spans(parquet, timestamp_field)
+        if spans is None:
+            latest = _latest_in(parquet.read(columns=read), join_key, time_columns, lo, hi)
+            rows = latest[1]
+        else:
+            starts = np.concatenate(
+                [
+                    [0],
+                    np.cumsum(
+                        [parquet.metadata.row_group(g).num_rows for g in range(parquet.num_row_groups)]
+                    ),
+                ]
+            )
+            found_entities: list[np.ndarray] = []
+            found_rows: list[np.ndarray] = []
+            seen = _Seen()
+            for group, first, last in sorted(spans, key=lambda span: span[1], reverse=True):
+                if last < lo or first > hi:
+                    continue
+                entity, row = _latest_in(
+                    parquet.read_row_group(group, columns=read), join_key, time_columns, lo, hi
+                )
+                new = seen.add(entity)
+                found_entities.append(entity[new])
+                found_rows.append(row[new] + starts[group])
+            entities = np.concatenate(found_entities) if found_entities else np.empty(0, dtype=np.int64)
+            rows = np.concatenate(found_rows) if found_rows else np.empty(0, dtype=np.int64)
+            rows = rows[np.argsort(entities, kind="stable")]
+        return cls(parquet, [join_key, *time_columns, *columns], rows)
 
     @property
     def num_rows(self) -> int:
@@ -629,6 +648,91 @@ class LatestRows:
                 picked = table.take(pa.array(rows))
             for offset in range(0, picked.num_rows, max_rows):
                 yield picked.slice(offset, max_rows)
+
+
+class _Seen:
+    """The entities met so far: a bitmap over small non-negative ids (user ids), else a sorted
+    array."""
+
+    BITMAP_LIMIT = 1 << 27  # ids below this: at most 128 MB of flags
+
+    def __init__(self) -> None:
+        self._flags = np.zeros(0, dtype=bool)
+        self._sorted = np.empty(0, dtype=np.int64)
+
+    def add(self, entities: np.ndarray) -> np.ndarray:
+        """Which of ``entities`` (distinct) were not met before; they are met from now on."""
+        if not len(entities):
+            return np.zeros(0, dtype=bool)
+        if not len(self._sorted) and entities.min() >= 0 and entities.max() < self.BITMAP_LIMIT:
+            if entities.max() >= len(self._flags):
+                grown = np.zeros(max(int(entities.max()) + 1, 2 * len(self._flags)), dtype=bool)
+                grown[: len(self._flags)] = self._flags
+                self._flags = grown
+            new = ~self._flags[entities]
+            self._flags[entities[new]] = True
+            return new
+        if len(self._flags):  # ids outside the bitmap: move what it holds into the sorted array
+            self._sorted, self._flags = np.flatnonzero(self._flags).astype(np.int64), np.zeros(0, dtype=bool)
+        index = np.minimum(np.searchsorted(self._sorted, entities), max(len(self._sorted) - 1, 0))
+        new = ~(self._sorted[index] == entities) if len(self._sorted) else np.ones(len(entities), dtype=bool)
+        self._sorted = np.union1d(self._sorted, entities[new])
+        return new
+
+
+def _latest_in(
+    keys: pa.Table, join_key: str, time_columns: list[str], lo: int, hi: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each entity's latest row of ``keys`` with ``lo <= event time <= hi`` (ties broken by the
+    created time): the entities, ascending, and their row numbers in ``keys``."""
+
+    def micros(name: str) -> np.ndarray:
+        column = keys.column(name).cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+        return column.fill_null(np.iinfo(np.int64).min).to_numpy()
+
+    event = micros(time_columns[0])
+    inside = np.flatnonzero((event >= lo) & (event <= hi))
+    entity = keys.column(join_key).to_numpy()[inside]
+    sort_keys = [event[inside], entity]
+    if len(time_columns) > 1:
+        sort_keys.insert(0, micros(time_columns[1])[inside])
+    order = np.lexsort(sort_keys)  # by entity, then event time, then created time
+    ranked = inside[order]
+    sorted_entity = entity[order]
+    last = np.ones(len(ranked), dtype=bool)
+    last[:-1] = sorted_entity[1:] != sorted_entity[:-1]
+    return sorted_entity[last].astype(np.int64), ranked[last]
+
+
+def _time_spans(parquet: pq.ParquetFile, timestamp_field: str) -> list[tuple[int, int, int]] | None:
+    """Each row group's (index, first, last) event time in microseconds, from the footer's
+    statistics, when the groups' spans are disjoint; None when they overlap or a group lacks
+    statistics (the whole file is then sorted at once)."""
+    metadata = parquet.metadata
+    spans = []
+    for group in range(metadata.num_row_groups):
+        row_group = metadata.row_group(group)
+        column = next(
+            (
+                row_group.column(i)
+                for i in range(row_group.num_columns)
+                if row_group.column(i).path_in_schema == timestamp_field
+            ),
+            None,
+        )
+        stats = column.statistics if column is not None else None
+        if stats is None or not stats.has_min_max:
+            return None
+        bounds = []
+        for value in (stats.min, stats.max):
+            stamp = pd.Timestamp(value)
+            stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+            bounds.append(int(stamp.value // 1000))
+        spans.append((group, bounds[0], bounds[1]))
+    ordered = sorted(spans, key=lambda span: span[1])
+    if any(earlier[2] >= later[1] for earlier, later in itertools.pairwise(ordered)):
+        return None
+    return spans
 
 
 def row_bytes(parquet: pq.ParquetFile, columns: Sequence[str]) -> float:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -65,6 +66,36 @@ def test_a_window_without_rows_gives_an_empty_table(tmp_path: Path) -> None:
     assert out.num_rows == 0 and out.column_names == ["user_id", "event_timestamp", "value"]
 
 
+def test_time_ordered_row_groups_are_read_newest_first_with_the_same_result(tmp_path: Path) -> None:
+    """A file whose row groups cover disjoint times (the offline store's layout) is planned row
+    group by row group, newest first; the rows are those of the whole-file plan."""
+    from churnfs.store.engine import _time_spans
+
+    overlapping, by_time = tmp_path / "overlapping.parquet", tmp_path / "by_time.parquet"
+    _write(overlapping)  # row groups of 3: their times overlap
+    table = pq.read_table(overlapping).sort_by([("event_timestamp", "ascending"), ("user_id", "ascending")])
+    times = table.column("event_timestamp")
+    with pq.ParquetWriter(by_time, table.schema) as writer:
+        for t in sorted(set(times.to_pylist())):
+            writer.write_table(table.filter(pc.equal(times, pa.scalar(t, times.type))))
+    assert pq.ParquetFile(by_time).num_row_groups == 5
+    assert _time_spans(pq.ParquetFile(overlapping), "event_timestamp") is None
+    assert _time_spans(pq.ParquetFile(by_time), "event_timestamp") is not None
+    day = timedelta(days=1)
+    windows = (
+        (D, D + 2 * day),
+        (D - day, D + 10 * day),
+        (D + 3 * day, D + 5 * day),
+        (D + 30 * day, D + 40 * day),
+    )
+    for created in ("created_timestamp", None):
+        for start, end in windows:
+            args = ("user_id", "event_timestamp", created, ["value"], start, end)
+            whole = LatestRows.plan(overlapping, *args).read()
+            newest_first = LatestRows.plan(by_time, *args).read()
+            assert newest_first.to_pylist() == whole.to_pylist(), (created, start, end)
+
+
 def test_equal_compares_floats_to_1e6_vectors_elementwise_and_missing_values() -> None:
     assert _equal(0.1 + 0.2, 0.3)
     assert not _equal(1.0, 1.00001)
@@ -108,3 +139,16 @@ def test_prefetch_stops_producing_when_the_consumer_closes_it_early() -> None:
     first = next(iter(prefetch))
     prefetch.close()  # returns: the producer notices instead of blocking on a full queue
     assert first == 0 and len(produced) < 10
+
+
+def test_seen_entities_are_new_once_whether_kept_as_flags_or_sorted_ids() -> None:
+    import numpy as np
+
+    from churnfs.store.engine import _Seen
+
+    seen = _Seen()
+    assert seen.add(np.array([5, 2, 9])).tolist() == [True, True, True]
+    assert seen.add(np.array([2, 7])).tolist() == [False, True]
+    assert seen.add(np.array([1 << 40, 9, 3])).tolist() == [True, False, True]  # past the bitmap
+    assert seen.add(np.array([7, 1 << 40, -4])).tolist() == [False, False, True]
+    assert seen.add(np.array([], dtype=np.int64)).tolist() == []
