@@ -306,10 +306,16 @@ def test_two_consumers_share_the_stream_and_process_each_event_once(
     world: Settings, stream_world: StreamWorld
 ) -> None:
     from churnfs.stream.publish import publish_events
+    from churnfs.stream.status import stream_status
 
     consumers = [_consumer_process(world) for _ in range(2)]
     try:
-        time.sleep(3)  # both joined the group
+        # both must have joined the group before the events come (a loaded machine takes seconds
+        # to start each process; a late one would find the stream drained)
+        deadline = time.monotonic() + 90
+        while len(stream_status(world)["consumers"] or []) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(stream_status(world)["consumers"] or []) == 2, "the two consumers never joined"
         publish_events(world, stream_world.start, stream_world.end, rate=1000, source=stream_world.source)
         outputs = [c.communicate(timeout=120)[0].decode() for c in consumers]
     finally:
