@@ -10,6 +10,10 @@ default were fixed before it was scored, and nothing was changed after.
 Quality on the generated world: ROC-AUC of each method for the generator's positive vs negative
 reviews (neutral ones left out), from the embedding cache of a cold job (no second model pass).
 
+The probe's settings: ``python -m bench.sentiment cv DATA_DIR`` cross-validates them (5-fold
+stratified, seeded) on the probe's own training set (``transformations/sentiment_train.csv``),
+never on the evaluation set, and prints the table, the chosen row and the one-off fit's cost.
+
 Cost: a world of ``users`` is generated once; then ``runs`` times, alternating, the review job
 (``bench.reviews job``, each in a fresh process on a fresh copy of the raw tables, cold cache)
 with ``SENTIMENT_METHOD=vader`` and with the default. The goal: the default adds at most 10%.
@@ -18,6 +22,7 @@ with ``SENTIMENT_METHOD=vader`` and with the default. The goal: the default adds
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 import shutil
@@ -31,6 +36,8 @@ SUITE = "sentiment"
 EVAL_SET = REPO / "tests" / "data" / "review_sentiment_eval.csv"
 COST_GOAL = 1.10
 KINDS = ("plain", "negation", "mixed", "neutral_sounding", "understated")
+PROBE_C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+CV_FOLDS = 5
 
 
 def read_eval_set(path: Path = EVAL_SET) -> tuple[list[str], list[int], list[str], list[str]]:
@@ -79,6 +86,89 @@ def quality(data_dir: str) -> None:
             "by_kind": by_kind,
         }
     print("QUALITY " + json.dumps(result))
+
+
+def probe_cv(data_dir: str) -> None:
+    """Subprocess: 5-fold stratified cross-validation of the probe's settings (C, VADER as a
+    feature, class weights) on the training set only, with the unfitted methods on the same folds
+    for reference; the setting with the best mean ROC-AUC wins. Also times the one-off fit."""
+    import time
+
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold
+
+    from churnfs.settings import Settings
+    from transformations.embeddings import load_encoder
+    from transformations.sentiment import (
+        TRAINING_SET,
+        fit_probe,
+        method_scores,
+        read_training_set,
+        sentiment_probe,
+        vader_scores,
+    )
+
+    settings = Settings(data_dir=Path(data_dir))
+    encoder = load_encoder(settings)
+    started = time.perf_counter()
+    texts, y = read_training_set(TRAINING_SET)
+    vader = vader_scores(texts)
+    embeddings = encoder.encode(texts)
+    probe = fit_probe(embeddings, vader, y)
+    fit_s = time.perf_counter() - started
+    cold_started = time.perf_counter()
+    sentiment_probe(encoder)  # what the first probe scoring in a process pays
+    first_use_s = time.perf_counter() - cold_started
+    folds = list(StratifiedKFold(CV_FOLDS, shuffle=True, random_state=0).split(embeddings, y))
+
+    def summary(per_fold: list[tuple[float, float]]) -> dict[str, float]:
+        aucs, accs = np.asarray(per_fold).T
+        return {"auc": float(aucs.mean()), "auc_sd": float(aucs.std()), "accuracy": float(accs.mean())}
+
+    def evaluate(scores: np.ndarray, test: np.ndarray) -> tuple[float, float]:
+        return float(roc_auc_score(y[test], scores)), float(((scores > 0) == y[test]).mean())
+
+    rows = []
+    for method in ("vader", "prototype", "blend"):
+        scores = method_scores(method, vader, embeddings, texts, encoder)
+        rows.append({"setting": method, **summary([evaluate(scores[test], test) for _, test in folds])})
+    grid = itertools.product((False, True), (True, False), (None, "balanced"), PROBE_C_GRID)
+    for standardise, with_vader, class_weight, c in grid:
+        per_fold = []
+        for train, test in folds:
+            fold_probe = fit_probe(
+                embeddings[train], vader[train], y[train], c, with_vader, class_weight, standardise
+            )
+            per_fold.append(evaluate(fold_probe.scores(embeddings[test], vader[test]), test))
+        setting = {"c": c, "with_vader": with_vader, "class_weight": class_weight, "standardise": standardise}
+        rows.append({"setting": "probe", **setting, **summary(per_fold)})
+    best = max((r for r in rows if r["setting"] == "probe"), key=lambda r: r["auc"])
+    result = {
+        "n": len(texts),
+        "positive": int(y.sum()),
+        "backend": encoder.backend,
+        "fit_s": fit_s,
+        "first_use_s": first_use_s,
+        "vader_weight": probe.vader_weight,
+        "best": best,
+        "rows": rows,
+    }
+    print("CV " + json.dumps(result))
+    header = "| setting | features | C | VADER feature | class weight | ROC-AUC (mean ± sd) | accuracy |"
+    print(header)
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        chosen = " **(chosen)**" if r is best else ""
+        extra = (
+            f"{'z-scored' if r['standardise'] else 'as computed'} | {r['c']:g} | "
+            f"{'yes' if r['with_vader'] else 'no'} | {r['class_weight'] or 'none'}"
+            if r["setting"] == "probe"
+            else "| | | "
+        )
+        print(
+            f"| {r['setting']}{chosen} | {extra} | {r['auc']:.3f} ± {r['auc_sd']:.3f} | {r['accuracy']:.3f} |"
+        )
 
 
 def world_quality(data_dir: str) -> None:
@@ -233,8 +323,10 @@ def main(argv: list[str]) -> int:
         quality(rest[0])
     elif command == "world":
         world_quality(rest[0])
+    elif command == "cv":
+        probe_cv(rest[0])
     else:
-        raise SystemExit(f"unknown command {command!r}: quality or world")
+        raise SystemExit(f"unknown command {command!r}: quality, world or cv")
     return 0
 
 

@@ -122,11 +122,13 @@ class Settings(BaseSettings):
         "2 to 12 whose topics' top words read best on the training-period reviews, NPMI coherence "
         "times diversity, chosen when the model is fitted) or a number that forces K.",
     )
-    sentiment_method: Literal["vader", "prototype", "blend"] = Field(
+    sentiment_method: Literal["vader", "prototype", "blend", "probe"] = Field(
         default="blend",
-        description="Review sentiment (transformations/sentiment.py): 'blend' (default: the mean of the "
-        "other two), 'vader' (lexicon) or 'prototype' (zero-shot from the review's embedding: "
-        "similarity to positive vs negative prototype sentences).",
+        description="Review sentiment (transformations/sentiment.py): 'blend' (default: the mean of "
+        "'vader' and 'prototype'), 'vader' (lexicon), 'prototype' (zero-shot from the review's "
+        "embedding: similarity to positive vs negative prototype sentences) or 'probe' (a logistic "
+        "regression over the review's embedding and VADER score, fitted at first use on the shipped "
+        "transformations/sentiment_train.csv).",
     )
 
     # Training (docs: README "Point in time", training/sampling.py)

@@ -1,0 +1,81 @@
+"""The ``probe`` sentiment method on hand-made vectors: its score is 2 * P(positive) - 1 of the
+logistic regression it fits, z-scoring folds back into one dot product, blank texts score 0, and
+the fit runs once per encoder."""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from transformations.embeddings import Encoder
+from transformations.sentiment import fit_probe, method_scores, probe_features, sentiment_probe
+
+
+def toy_data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(7)
+    labels = np.repeat([1, 0], 20)
+    embeddings = rng.normal(size=(40, 3)) + np.outer(2 * labels - 1, [1.0, 0.0, 0.0])
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    vader = np.clip(rng.normal(0.3 * (2 * labels - 1), 0.4), -1, 1)
+    return embeddings, vader, labels
+
+
+@pytest.mark.parametrize("with_vader", [True, False])
+def test_probe_score_is_twice_the_regressions_positive_probability_minus_one(with_vader: bool) -> None:
+    embeddings, vader, labels = toy_data()
+    probe = fit_probe(embeddings, vader, labels, c=3.0, with_vader=with_vader)
+    reference = LogisticRegression(C=3.0, max_iter=10_000).fit(
+        probe_features(embeddings, vader, with_vader), labels
+    )
+    expected = 2 * reference.predict_proba(probe_features(embeddings, vader, with_vader))[:, 1] - 1
+    np.testing.assert_allclose(probe.scores(embeddings, vader), expected, atol=1e-9)
+    assert (probe.vader_weight != 0.0) is with_vader
+
+
+def test_z_scored_probe_folds_the_scaling_into_its_weights() -> None:
+    embeddings, vader, labels = toy_data()
+    probe = fit_probe(embeddings, vader, labels, c=0.5, standardise=True)
+    features = probe_features(embeddings, vader, True)
+    mean, scale = features.mean(axis=0), features.std(axis=0)
+    reference = LogisticRegression(C=0.5, max_iter=10_000).fit((features - mean) / scale, labels)
+    expected = 2 * reference.predict_proba((features - mean) / scale)[:, 1] - 1
+    np.testing.assert_allclose(probe.scores(embeddings, vader), expected, atol=1e-9)
+
+
+def test_probe_fit_is_deterministic() -> None:
+    embeddings, vader, labels = toy_data()
+    first, second = fit_probe(embeddings, vader, labels), fit_probe(embeddings, vader, labels)
+    np.testing.assert_array_equal(first.weights, second.weights)
+    assert (first.vader_weight, first.intercept) == (second.vader_weight, second.intercept)
+
+
+class HashModel:
+    """Three dimensions from a checksum of the text: any text, no model, deterministic."""
+
+    def get_sentence_embedding_dimension(self) -> int:
+        return 3
+
+    def encode(self, texts: list[str], **_: Any) -> np.ndarray:
+        vectors = np.asarray(
+            [[(zlib.crc32(t.encode()) >> shift) % 97 + 1.0 for shift in (0, 8, 16)] for t in texts]
+        )
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def test_probe_method_fits_once_per_encoder_and_scores_blank_text_zero() -> None:
+    encoder = Encoder(model=HashModel(), model_name="hash", backend="toy", device="cpu", batch_size=64)
+    texts = ["Great value.", "It broke.", "  "]
+    vader = np.asarray([0.6, -0.4, 0.0])
+    embeddings = encoder.encode(texts)
+    scores = method_scores("probe", vader, embeddings, texts, encoder)
+    encoded = encoder.texts_encoded
+    again = method_scores("probe", vader, embeddings, texts, encoder)
+    assert encoder.texts_encoded == encoded  # the fit is cached: no second pass over the training set
+    np.testing.assert_array_equal(scores, again)
+    assert scores[2] == 0.0 and np.all(np.abs(scores) < 1)
+    np.testing.assert_allclose(scores[:2], sentiment_probe(encoder).scores(embeddings[:2], vader[:2]))
+    assert method_scores("probe", np.zeros(0), np.zeros((0, 3)), [], encoder).shape == (0,)
