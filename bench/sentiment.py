@@ -28,7 +28,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from bench.common import REPO, VENV_BIN, Row, Spread, load_average, marked_line, run_measured
 
@@ -129,11 +129,12 @@ def probe_cv(data_dir: str) -> None:
     def evaluate(scores: np.ndarray, test: np.ndarray) -> tuple[float, float]:
         return float(roc_auc_score(y[test], scores)), float(((scores > 0) == y[test]).mean())
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for method in ("vader", "prototype", "blend"):
         scores = method_scores(method, vader, embeddings, texts, encoder)
         rows.append({"setting": method, **summary([evaluate(scores[test], test) for _, test in folds])})
-    grid = itertools.product((False, True), (True, False), (None, "balanced"), PROBE_C_GRID)
+    weights: tuple[Literal["balanced"] | None, ...] = (None, "balanced")
+    grid = itertools.product((False, True), (True, False), weights, PROBE_C_GRID)
     for standardise, with_vader, class_weight, c in grid:
         per_fold = []
         for train, test in folds:
@@ -141,7 +142,12 @@ def probe_cv(data_dir: str) -> None:
                 embeddings[train], vader[train], y[train], c, with_vader, class_weight, standardise
             )
             per_fold.append(evaluate(fold_probe.scores(embeddings[test], vader[test]), test))
-        setting = {"c": c, "with_vader": with_vader, "class_weight": class_weight, "standardise": standardise}
+        setting: dict[str, Any] = {
+            "c": c,
+            "with_vader": with_vader,
+            "class_weight": class_weight,
+            "standardise": standardise,
+        }
         rows.append({"setting": "probe", **setting, **summary(per_fold)})
     best = max((r for r in rows if r["setting"] == "probe"), key=lambda r: r["auc"])
     result = {
