@@ -368,11 +368,14 @@ class ServingState:
         if self.settings.redis_type != "redis":
             return None
         from churnfs.store.redis_servers import redis_client
+        from churnfs.stream.location import stream_settings
         from churnfs.stream.status import group_lag
 
         try:
             if self._stream_client is None:
-                self._stream_client = redis_client(self.settings.redis_connection_string, timeout_s=0.5)
+                # the stream lives beside this world's online store (a private server under DATA_DIR)
+                where = stream_settings(self.settings).redis_connection_string
+                self._stream_client = redis_client(where, timeout_s=0.5)
             return group_lag(self._stream_client, self.settings)
         except Exception as exc:  # redis errors, a key of another type
             logger.debug("no stream lag for /health: %s", exc)

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from churnfs.cli_common import DataDirOption, console, print_summary, settings_for
+from churnfs.stream.location import stream_settings
 
 
 def _utc(value: datetime) -> datetime:
@@ -35,7 +36,7 @@ def publish_command(
     """Replay a world's raw events in [FROM, TO) into the stream (STREAM_KEY), in time order."""
     from churnfs.stream.publish import publish_events
 
-    settings = settings_for(data_dir)
+    settings = stream_settings(settings_for(data_dir))
     source_settings = settings.model_copy(update={"data_dir": source}) if source else None
     summary = publish_events(settings, _utc(start), _utc(end), speed=speed, rate=rate, source=source_settings)
     print_summary("stream publish", summary)
@@ -66,7 +67,7 @@ def consume_command(
     from churnfs.stream.consumer import StreamConsumer
     from churnfs.stream.metrics import StreamMetrics
 
-    settings = settings_for(data_dir)
+    settings = stream_settings(settings_for(data_dir))
     metrics = StreamMetrics()
     if metrics_port is not None:
         from prometheus_client import start_http_server
@@ -92,7 +93,7 @@ def status_command(data_dir: DataDirOption = None) -> None:
     """Print the stream's length, the group's lag and pending entries, and its consumers."""
     from churnfs.stream.status import stream_status
 
-    status = stream_status(settings_for(data_dir))
+    status = stream_status(stream_settings(settings_for(data_dir)))
     consumers = status.pop("consumers")
     print_summary("stream status", status)
     for consumer in consumers:

@@ -30,6 +30,7 @@ import numpy as np
 from churnfs.settings import Settings
 from churnfs.store.consistency import ConsistencyReport
 from churnfs.store.errors import ConsistencyError
+from churnfs.stream.location import stream_settings
 from churnfs.world import load_world_spec
 
 logger = logging.getLogger(__name__)
@@ -262,23 +263,6 @@ def stream_held_back(
     )
 
 
-def _beside_the_online_store(settings: Settings) -> Settings:
-    """``settings`` on the Redis server this world's online store uses: the private one
-    ``churnfs online-store up`` recorded under ``DATA_DIR``, if any (the stream lives beside it)."""
-    from churnfs.errors import InvalidInputError
-    from churnfs.store.embedded import load_embedded_online_store
-
-    record = load_embedded_online_store(settings)
-    if record is None:
-        return settings
-    if record.kind != "redis":
-        raise InvalidInputError(
-            f"the stream needs one Redis server, and this world's online store is {record.describe()}: "
-            "run `churnfs online-store down`, then point REDIS_CONNECTION_STRING at a Redis server"
-        )
-    return settings.model_copy(update={"redis_connection_string": record.connection_string})
-
-
 def run_stream_demo(
     settings: Settings,
     users: int = 20_000,
@@ -293,7 +277,7 @@ def run_stream_demo(
     from datagen import generate_world
 
     began = time.perf_counter()
-    settings = _beside_the_online_store(settings)
+    settings = stream_settings(settings)
     source = settings.model_copy(update={"data_dir": settings.data_dir / SOURCE_DIR})
     shutil.rmtree(source.raw_dir, ignore_errors=True)
     generate_world(source, users=users, seed=seed, drift=True, show_progress=False)

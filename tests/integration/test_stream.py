@@ -433,6 +433,54 @@ def test_the_stream_commands_publish_consume_and_report_a_drained_group(
     assert_drained_and_equal_to_batch(world, one_day)
 
 
+def test_the_stream_commands_follow_the_private_redis_recorded_for_the_world(
+    world: Settings, stream_world: StreamWorld
+) -> None:
+    """``churnfs online-store up`` recorded a private redis-server under DATA_DIR while nothing
+    answers at REDIS_CONNECTION_STRING: publish, consume and status use the private server, as
+    every other command on that world does."""
+    import socket
+
+    from typer.testing import CliRunner
+
+    from churnfs.cli import app
+    from churnfs.store.embedded import start_embedded_online_store, stop_embedded_online_store
+    from churnfs.stream.location import stream_settings
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        nowhere = f"127.0.0.1:{sock.getsockname()[1]}"
+    settings = world.model_copy(update={"redis_connection_string": nowhere})
+    record = start_embedded_online_store(settings)
+    assert record is not None and record.kind == "redis"
+    try:
+        assert stream_settings(settings).redis_connection_string == record.connection_string
+        env = {"DATA_DIR": str(world.data_dir), "REDIS_CONNECTION_STRING": nowhere}
+        runner = CliRunner()
+        day = stream_world.end - timedelta(days=1)
+        window = ["--from", f"{day:%Y-%m-%d}", "--to", f"{stream_world.end:%Y-%m-%d}"]
+        source = ["--source", str(stream_world.source.data_dir)]
+        published = runner.invoke(app, ["stream", "publish", *window, *source], env=env)
+        assert published.exit_code == 0, published.output
+        private = redis_client(record.connection_string)
+        times = stream_world.held_back.column("event_timestamp")
+        one_day = stream_world.held_back.filter(pc.greater_equal(times, pa.scalar(day, times.type)))
+        assert private.xlen(settings.stream_key) == one_day.num_rows > 0
+        consumed = runner.invoke(app, ["stream", "consume", "--max-idle", "1"], env=env)
+        assert consumed.exit_code == 0, consumed.output
+        status = runner.invoke(app, ["stream", "status"], env=env)
+        assert status.exit_code == 0, status.output
+        lines = {
+            line.split("│")[1].strip(): line.split("│")[2].strip()
+            for line in status.output.splitlines()
+            if line.count("│") == 3
+        }
+        assert (lines["entries"], lines["lag"], lines["pending"]) == (str(one_day.num_rows), "0", "0")
+        assert_drained_and_equal_to_batch(stream_settings(settings), one_day)
+    finally:
+        stop_embedded_online_store(settings)
+
+
 def test_a_write_phase_longer_than_the_lock_lease_keeps_the_lock(
     world: Settings, stream_world: StreamWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
