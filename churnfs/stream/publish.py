@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -53,17 +54,29 @@ def publish_entries(
     times_s: list[float] | None = None,
     speed: float | None = None,
     rate: float | None = None,
+    on_sent: Callable[[int, list[Any]], None] | None = None,
 ) -> float:
     """XADD ``entries`` to ``key`` in order, paced by ``speed`` (over ``times_s``, the events'
     own times in seconds) or ``rate`` (events per second), else as fast as possible. Returns
-    the seconds it took."""
+    the seconds it took.
+
+    Args:
+        on_sent: called after each pipeline with the index of its first entry and the entry ids
+            Redis gave them (``<ms>-<seq>``: the publish time), e.g. to follow events downstream.
+    """
     started = time.perf_counter()
+
+    def send(i: int, j: int) -> None:
+        pipe = client.pipeline(transaction=False)
+        for entry in entries[i:j]:
+            pipe.xadd(key, entry)
+        ids = pipe.execute()
+        if on_sent is not None:
+            on_sent(i, ids)
+
     if speed is None and rate is None:
         for i in range(0, len(entries), CHUNK):
-            pipe = client.pipeline(transaction=False)
-            for entry in entries[i : i + CHUNK]:
-                pipe.xadd(key, entry)
-            pipe.execute()
+            send(i, min(i + CHUNK, len(entries)))
         return time.perf_counter() - started
     if speed is not None and times_s is None:
         raise ValueError("pacing by speed needs the events' times")
@@ -83,10 +96,7 @@ def publish_entries(
         if j == i:
             time.sleep(min(due(i) - now, 0.05))
             continue
-        pipe = client.pipeline(transaction=False)
-        for entry in entries[i:j]:
-            pipe.xadd(key, entry)
-        pipe.execute()
+        send(i, j)
         i = j
     return time.perf_counter() - started
 
