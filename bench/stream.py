@@ -81,7 +81,7 @@ def _fresh(base: Path, workdir: Path, name: str, redis_address: str) -> Any:
 
 def _api(settings: Any, log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
     """The API on ``settings``' world as a process of its own (``bench.serve``'s)."""
-    from bench.serve import API_SCRIPT, HOST, _wait_http
+    from bench.serve import API_SCRIPT, HOST, _stop, _wait_http
     from churnfs.store.redis_servers import free_port
 
     port = free_port(HOST)
@@ -95,7 +95,11 @@ def _api(settings: Any, log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
     with open(log_path, "wb") as log:
         command = [sys.executable, "-c", API_SCRIPT]
         proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    _wait_http(port, "/openapi.json", 180, proc)  # /health is 503 here: no model, no offline store
+    try:
+        _wait_http(port, "/openapi.json", 180, proc)  # /health is 503 here: no model, no offline store
+    except BaseException:
+        _stop(proc)
+        raise
     return proc, f"http://{HOST}:{port}"
 
 
