@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bench.common import REPO, VENV_BIN, Row, marked_line, run_measured
+from bench.common import REPO, VENV_BIN, Row, Spread, load_average, marked_line, run_measured
 from churnfs.settings import Settings
 from churnfs.world import WorldSpec
 
@@ -242,88 +242,132 @@ print("SECONDS", time.perf_counter() - began)
 """
 
 
-def run(workdir: Path, users: int) -> list[Row]:
-    return compare(build_world(workdir, users), workdir, users)
+def run(workdir: Path, users: int, runs: int = 3) -> list[Row]:
+    return compare(build_world(workdir, users), workdir, users, runs)
 
 
-def compare(settings: Settings, workdir: Path, users: int) -> list[Row]:
-    """Materialize ``settings``' offline store with both configurations, side by side."""
+def _measure_side(
+    label: str, repo_path: Path, db: int, settings: Settings, workdir: Path, window: tuple[str, str]
+) -> dict[str, float]:
+    """One run of one side: ``feast materialize`` as a user types it, then the same
+    materialization in process (the engine alone), each in a fresh process on an empty database."""
     import redis
 
-    from churnfs.store.repo import materialization_window
-
-    start, end = materialization_window(settings)
-    views = online_view_count()
-    scale = f"{users:,} users"
     host, port = _redis_host_port()
-    rows: list[Row] = []
-    results: dict[str, float] = {}
-    engines: dict[str, float] = {}
-    for label, repo_path, db in (
-        ("churnfs bulk engine", REPO, BENCH_REDIS_DB),
-        ("feast default (local engine)", baseline_repo(workdir), BENCH_REDIS_DB + 1),
-    ):
-        client = redis.Redis(host=host, port=port, db=db)
-        client.flushdb()
-        data_dir = workdir / f"registry-{db}"
-        data_dir.mkdir(exist_ok=True)
+    client = redis.Redis(host=host, port=port, db=db)
+    client.flushdb()
+    data_dir = workdir / f"registry-{db}"
+    if not data_dir.exists():
+        data_dir.mkdir()
         # Both registries point at the same offline store files.
         (data_dir / "offline_store").symlink_to(settings.offline_store_dir.resolve())
         (data_dir / "raw").symlink_to(settings.raw_dir.resolve())
-        env = {
-            "DATA_DIR": str(data_dir),
-            "REDIS_CONNECTION_STRING": f"{host}:{port},db={db}",
-        }
-        # `feast apply` globs the whole tree (.venv included) for a minute: apply in process.
-        apply = "from churnfs.store import apply_repo; import churnfs.settings as s; apply_repo(s.Settings())"
-        run_measured([str(VENV_BIN / "python"), "-c", apply], env={**env, "FEAST_REPO_PATH": str(repo_path)})
-        feast = str(VENV_BIN / "feast")
-        measured = run_measured(
-            [feast, "materialize", start.isoformat(), end.isoformat()], env=env, cwd=repo_path
-        )
-        keys = client.dbsize()
-        memory = redis_bytes_per_key(client)
-        client.flushdb()
-        # The same materialization in process: the engines alone, without the CLI's start-up
-        # (`import feast` takes about 6 s here, the same on both sides).
-        timed = run_measured(
-            [str(VENV_BIN / "python"), "-c", IN_PROCESS, start.isoformat(), end.isoformat()],
-            env=env,
-            cwd=repo_path,
-        )
-        engine_s = float(marked_line(timed.stdout, "SECONDS"))
-        client.flushdb()
-        results[label] = measured.wall_s
-        engines[label] = engine_s
+    env = {"DATA_DIR": str(data_dir), "REDIS_CONNECTION_STRING": f"{host}:{port},db={db}"}
+    # `feast apply` globs the whole tree (.venv included) for a minute: apply in process.
+    apply = "from churnfs.store import apply_repo; import churnfs.settings as s; apply_repo(s.Settings())"
+    run_measured([str(VENV_BIN / "python"), "-c", apply], env={**env, "FEAST_REPO_PATH": str(repo_path)})
+    measured = run_measured([str(VENV_BIN / "feast"), "materialize", *window], env=env, cwd=repo_path)
+    keys = client.dbsize()
+    memory = redis_bytes_per_key(client)
+    client.flushdb()
+    # The same materialization in process: the engines alone, without the CLI's start-up
+    # (`import feast` takes about 6 s here, the same on both sides).
+    timed = run_measured([str(VENV_BIN / "python"), "-c", IN_PROCESS, *window], env=env, cwd=repo_path)
+    client.flushdb()
+    return {
+        "wall_s": measured.wall_s,
+        "engine_s": float(marked_line(timed.stdout, "SECONDS")),
+        "peak_mb": measured.peak_rss_mb,
+        "keys": float(keys),
+        "bytes_per_user": memory,
+    }
+
+
+def compare(settings: Settings, workdir: Path, users: int, runs: int = 3) -> list[Row]:
+    """Materialize ``settings``' offline store with both configurations, side by side, ``runs``
+    times each (the sides alternate, so both see the same load); medians and ranges."""
+    from churnfs.store.repo import materialization_window
+
+    start, end = materialization_window(settings)
+    window = (start.isoformat(), end.isoformat())
+    views = online_view_count()
+    scale = f"{users:,} users"
+    ours, baseline = "churnfs bulk engine", "feast default (local engine)"
+    sides = ((ours, REPO, BENCH_REDIS_DB), (baseline, baseline_repo(workdir), BENCH_REDIS_DB + 1))
+    measured: dict[str, list[dict[str, float]]] = {label: [] for label, _, _ in sides}
+    loads = [load_average()]
+    for _ in range(runs):
+        for label, repo_path, db in sides:
+            measured[label].append(_measure_side(label, repo_path, db, settings, workdir, window))
+        loads.append(load_average())
+
+    def spread(label: str, key: str) -> Spread:
+        return Spread.of([run[key] for run in measured[label]])
+
+    rows: list[Row] = []
+    for label, _, _ in sides:
+        wall, engine, peak = spread(label, "wall_s"), spread(label, "engine_s"), spread(label, "peak_mb")
+        keys = {int(run["keys"]) for run in measured[label]}
         rows += [
-            Row(SUITE, f"{label}: feast materialize, {views} views", measured.wall_s, "s", note=scale),
-            Row(SUITE, f"{label}: rows/s per view", views * users / measured.wall_s, "rows/s"),
-            Row(SUITE, f"{label}: FeatureStore.materialize in process", engine_s, "s", note="no start-up"),
-            Row(SUITE, f"{label}: peak RSS", measured.peak_rss_mb, "MiB"),
-            Row(SUITE, f"{label}: Redis keys", keys, "keys", ok=keys == users),
+            Row(
+                SUITE,
+                f"{label}: feast materialize, {views} views",
+                round(wall.median, 2),
+                "s",
+                note=f"{scale}; {wall.as_range(unit=' s')}",
+            ),
+            Row(SUITE, f"{label}: rows/s per view", round(views * users / wall.median), "rows/s"),
+            Row(
+                SUITE,
+                f"{label}: FeatureStore.materialize in process",
+                round(engine.median, 2),
+                "s",
+                note=f"no start-up; {engine.as_range(unit=' s')}",
+            ),
+            Row(SUITE, f"{label}: peak RSS", round(peak.median), "MiB", note=peak.as_range(".0f")),
+            Row(
+                SUITE,
+                f"{label}: Redis keys",
+                ", ".join(str(k) for k in sorted(keys)),
+                "keys",
+                ok=keys == {users},
+            ),
         ]
-        if label.startswith("churnfs"):
+        if label == ours:
+            memory = measured[label][-1]["bytes_per_user"]
             rows.append(
                 Row(
                     SUITE,
                     f"Redis memory per user ({views} views)",
-                    memory,
+                    round(memory),
                     "bytes",
                     note="MEMORY USAGE, 1,000 users",
                 )
             )
-    baseline, ours = "feast default (local engine)", "churnfs bulk engine"
-    speedup = results[baseline] / results[ours]
-    rows.append(Row(SUITE, "speed-up vs feast default", speedup, "x", goal=">= 5", ok=speedup >= 5))
-    rows.append(
+    ratios = [b["wall_s"] / o["wall_s"] for o, b in zip(measured[ours], measured[baseline], strict=True)]
+    in_process = [
+        b["engine_s"] / o["engine_s"] for o, b in zip(measured[ours], measured[baseline], strict=True)
+    ]
+    speedup, engines = Spread.of(ratios), Spread.of(in_process)
+    rows += [
+        Row(
+            SUITE,
+            "speed-up vs feast default",
+            round(speedup.median, 2),
+            "x",
+            goal=">= 5",
+            ok=speedup.low >= 5,
+            note=f"per run, the two sides back to back; {speedup.as_range(unit='x')}",
+        ),
         Row(
             SUITE,
             "speed-up vs feast default, in process",
-            engines[baseline] / engines[ours],
+            round(engines.median, 2),
             "x",
-            note="the engines alone: both sides' CLI start-up left out",
-        )
-    )
+            note=f"the engines alone: both sides' CLI start-up left out; {engines.as_range(unit='x')}",
+        ),
+        Row(SUITE, "load average (1 min) before / after each run", " / ".join(f"{x:.1f}" for x in loads)),
+    ]
     return rows
 
 
