@@ -123,12 +123,12 @@ class Settings(BaseSettings):
         "times diversity, chosen when the model is fitted) or a number that forces K.",
     )
     sentiment_method: Literal["vader", "prototype", "blend", "probe"] = Field(
-        default="blend",
-        description="Review sentiment (transformations/sentiment.py): 'blend' (default: the mean of "
-        "'vader' and 'prototype'), 'vader' (lexicon), 'prototype' (zero-shot from the review's "
-        "embedding: similarity to positive vs negative prototype sentences) or 'probe' (a logistic "
+        default="probe",
+        description="Review sentiment (transformations/sentiment.py): 'probe' (default: a logistic "
         "regression over the review's embedding and VADER score, fitted at first use on the shipped "
-        "transformations/sentiment_train.csv).",
+        "transformations/sentiment_train.csv), 'vader' (lexicon), 'prototype' (zero-shot from the "
+        "review's embedding: similarity to positive vs negative prototype sentences) or 'blend' "
+        "(the mean of 'vader' and 'prototype').",
     )
 
     # Training (docs: README "Point in time", training/sampling.py)
