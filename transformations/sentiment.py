@@ -22,9 +22,11 @@
   fitted on ``sentiment_train.csv`` (872 hand-written review sentences from 42 domains, 49%
   positive, shipped beside this module; no sentence or five-word run in common with the
   evaluation set or the generator's phrases), once per process and encoder at first use (about
-  5 s on 2 cores, nearly all of it embedding the 872 sentences; the regression takes 0.15 s). It
-  was fitted on polar sentences only, so unlike ``prototype`` it does not put neutral text at 0.
-  The score is ``2 * P(positive) - 1``: one dot product per text on top of the embedding. Its
+  5 s on 2 cores, nearly all of it embedding the 872 sentences; the regression takes 0.15 s).
+  Fitted on polar sentences only, it has no reason to put plain factual text at 0, so its
+  intercept is shifted until the neutral anchors' mean log-odds is 0 (the prototype method's
+  zero; a constant shift keeps every ranking). The score is ``2 * sigmoid(log-odds) - 1``: one
+  dot product per text on top of the embedding. Its
   settings were chosen by 5-fold stratified cross-validation (seeded) on that
   training set alone (``python -m bench.sentiment cv``; full table in docs/benchmarks.md), best
   mean ROC-AUC over C in 0.001-100, VADER as a feature or not, class weights or not, embeddings
@@ -51,7 +53,7 @@ from __future__ import annotations
 import csv
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, get_args
@@ -223,11 +225,14 @@ class SentimentProbe:
     vader_weight: float  # 0 when VADER is not a feature
     intercept: float
 
+    def logits(self, embeddings: np.ndarray, vader: np.ndarray) -> np.ndarray:
+        """The regression's log-odds of positive for each text."""
+        logit = np.asarray(embeddings, dtype=np.float64) @ self.weights
+        return logit + self.vader_weight * np.asarray(vader, dtype=np.float64) + self.intercept
+
     def scores(self, embeddings: np.ndarray, vader: np.ndarray) -> np.ndarray:
         """Score of each text, in (-1, 1)."""
-        logit = np.asarray(embeddings, dtype=np.float64) @ self.weights
-        logit = logit + self.vader_weight * np.asarray(vader, dtype=np.float64) + self.intercept
-        return np.tanh(logit / 2)  # 2 * sigmoid(z) - 1, without overflow
+        return np.tanh(self.logits(embeddings, vader) / 2)  # 2 * sigmoid(z) - 1, without overflow
 
 
 def fit_probe(
@@ -271,8 +276,18 @@ def sentiment_probe(encoder: Encoder) -> SentimentProbe:
         probe = _PROBES.get(key)
         if probe is None:
             texts, labels = read_training_set()
-            probe = _PROBES[key] = fit_probe(encoder.encode(texts), vader_scores(texts), labels)
+            fitted = fit_probe(encoder.encode(texts), vader_scores(texts), labels)
+            anchors = list(NEUTRAL_ANCHORS)
+            probe = _PROBES[key] = centred_on(fitted, encoder.encode(anchors), vader_scores(anchors))
     return probe
+
+
+def centred_on(probe: SentimentProbe, embeddings: np.ndarray, vader: np.ndarray) -> SentimentProbe:
+    """``probe`` shifted so that the mean logit of these texts (the neutral anchors) is 0, as the
+    prototype method places its zero: a probe fitted on positive and negative sentences alone
+    has no reason to put plain factual text at 0, and monitoring counts scores <= -0.05 as
+    negative. A constant shift of the logit keeps every ranking (ROC-AUC) as it was."""
+    return replace(probe, intercept=probe.intercept - float(probe.logits(embeddings, vader).mean()))
 
 
 def method_scores(

@@ -1,7 +1,7 @@
 """The planted review structure is recovered from the small world's generated reviews.
 
-Measures: sentiment is the ROC-AUC of the VADER compound score for telling the generator's
-``positive`` from ``negative`` reviews (neutral ones left out), threshold 0.85. Topics use
+Measures: sentiment is the ROC-AUC of the settings' ``SENTIMENT_METHOD`` score for telling the
+generator's ``positive`` from ``negative`` reviews (neutral ones left out), threshold 0.85. Topics use
 purity: each review goes to its most likely topic, each topic is labelled with the planted
 aspect most of its reviews carry, and purity is the share of reviews whose topic's label is
 their own aspect (``_reviews_truth.parquet``), threshold 0.7 (chance, all in one topic, is the

@@ -12,7 +12,15 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from transformations.embeddings import Encoder
-from transformations.sentiment import fit_probe, method_scores, probe_features, sentiment_probe
+from transformations.sentiment import (
+    NEUTRAL_ANCHORS,
+    centred_on,
+    fit_probe,
+    method_scores,
+    probe_features,
+    sentiment_probe,
+    vader_scores,
+)
 
 
 def toy_data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -79,3 +87,24 @@ def test_probe_method_fits_once_per_encoder_and_scores_blank_text_zero() -> None
     assert scores[2] == 0.0 and np.all(np.abs(scores) < 1)
     np.testing.assert_allclose(scores[:2], sentiment_probe(encoder).scores(embeddings[:2], vader[:2]))
     assert method_scores("probe", np.zeros(0), np.zeros((0, 3)), [], encoder).shape == (0,)
+
+
+def test_centring_puts_the_anchors_mean_log_odds_at_zero_and_keeps_the_ranking() -> None:
+    embeddings, vader, labels = toy_data()
+    probe = fit_probe(embeddings, vader, labels)
+    anchors, anchor_vader = embeddings[:5], np.zeros(5)
+    centred = centred_on(probe, anchors, anchor_vader)
+    assert abs(centred.logits(anchors, anchor_vader).mean()) < 1e-12
+    assert centred.intercept == pytest.approx(probe.intercept - probe.logits(anchors, anchor_vader).mean())
+    np.testing.assert_array_equal(
+        np.argsort(centred.scores(embeddings, vader)), np.argsort(probe.scores(embeddings, vader))
+    )
+
+
+def test_the_default_probe_puts_the_neutral_anchors_at_zero_on_average() -> None:
+    encoder = Encoder(
+        model=HashModel(), model_name="hash-neutral", backend="toy", device="cpu", batch_size=64
+    )
+    anchors = list(NEUTRAL_ANCHORS)
+    logits = sentiment_probe(encoder).logits(encoder.encode(anchors), vader_scores(anchors))
+    assert abs(logits.mean()) < 1e-9
