@@ -171,9 +171,12 @@ def load_snapshots(
         embedding_path = offline_store_dir / EMBEDDING_FILE
         if "r" in paths and embedding_path.exists():
             # Event-sourced rows: the embedding as of t is the user's latest row at or before t.
+            # Only the sampled users' rows go into the as-of join, which sorts both of its sides:
+            # the whole file is a 384-float vector per user and review date (1 GB at 1M users).
             selects.append('e."review_embedding"')
             joins.append(
-                f"ASOF LEFT JOIN read_parquet('{embedding_path}') e "
+                "ASOF LEFT JOIN (SELECT user_id, event_timestamp, review_embedding "
+                f"FROM read_parquet('{embedding_path}') WHERE user_id IN (SELECT user_id FROM k)) e "
                 "ON k.user_id = e.user_id AND k.event_timestamp >= e.event_timestamp"
             )
         if label_path.exists() and "churned" in _columns(con, label_path):
