@@ -397,6 +397,21 @@ def test_a_consumer_waits_out_a_redis_restart_and_resumes_without_losing_work(
         server.stop()
 
 
+def _consume_then_status(runner: Any, env: dict[str, str]) -> dict[str, str]:
+    """``churnfs stream consume --max-idle 1``, then ``churnfs stream status``'s table as a dict."""
+    from churnfs.cli import app
+
+    consumed = runner.invoke(app, ["stream", "consume", "--max-idle", "1"], env=env)
+    assert consumed.exit_code == 0, consumed.output
+    status = runner.invoke(app, ["stream", "status"], env=env)
+    assert status.exit_code == 0, status.output
+    return {
+        line.split("│")[1].strip(): line.split("│")[2].strip()
+        for line in status.output.splitlines()
+        if line.count("│") == 3
+    }
+
+
 def test_the_stream_commands_publish_consume_and_report_a_drained_group(
     world: Settings, stream_world: StreamWorld
 ) -> None:
@@ -416,15 +431,7 @@ def test_the_stream_commands_publish_consume_and_report_a_drained_group(
         app, ["stream", "publish", "--from", "2025-06-02", "--to", "2025-06-01"], env=env
     )
     assert backwards.exit_code != 0 and "must be after" in backwards.output
-    consumed = runner.invoke(app, ["stream", "consume", "--max-idle", "1"], env=env)
-    assert consumed.exit_code == 0, consumed.output
-    status = runner.invoke(app, ["stream", "status"], env=env)
-    assert status.exit_code == 0, status.output
-    lines = {
-        line.split("│")[1].strip(): line.split("│")[2].strip()
-        for line in status.output.splitlines()
-        if line.count("│") == 3
-    }
+    lines = _consume_then_status(runner, env)
     assert (lines["lag"], lines["pending"]) == ("0", "0")
     week = stream_world.held_back
     times = week.column("event_timestamp")
@@ -466,15 +473,7 @@ def test_the_stream_commands_follow_the_private_redis_recorded_for_the_world(
         times = stream_world.held_back.column("event_timestamp")
         one_day = stream_world.held_back.filter(pc.greater_equal(times, pa.scalar(day, times.type)))
         assert private.xlen(settings.stream_key) == one_day.num_rows > 0
-        consumed = runner.invoke(app, ["stream", "consume", "--max-idle", "1"], env=env)
-        assert consumed.exit_code == 0, consumed.output
-        status = runner.invoke(app, ["stream", "status"], env=env)
-        assert status.exit_code == 0, status.output
-        lines = {
-            line.split("│")[1].strip(): line.split("│")[2].strip()
-            for line in status.output.splitlines()
-            if line.count("│") == 3
-        }
+        lines = _consume_then_status(runner, env)
         assert (lines["entries"], lines["lag"], lines["pending"]) == (str(one_day.num_rows), "0", "0")
         assert_drained_and_equal_to_batch(stream_settings(settings), one_day)
     finally:
