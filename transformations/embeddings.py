@@ -59,7 +59,7 @@ import pyarrow.parquet as pq
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from churnfs.errors import InvalidInputError, MissingDataError
-from churnfs.io import write_parquet_atomic
+from churnfs.io import atomic_path, write_parquet_atomic
 from churnfs.settings import Settings
 from transformations.sentiment import method_scores, vader_scores
 
@@ -77,6 +77,7 @@ BatchSink = Callable[[Any, np.ndarray], None]
 ENCODE_CHUNK = 512  # texts per progress-bar step (the model batches within a chunk)
 CACHE_BLOCK = 8192  # newly embedded texts per cache part file (what an interruption can lose)
 COMPACT_PARTS = 16  # merge the cache's part files once there are this many
+CACHE_ROW_GROUP = 8192  # rows per row group of a compacted part, and per batch read
 
 
 @dataclass
@@ -492,17 +493,30 @@ def cache_dir(settings: Settings, encoder: Encoder) -> Path:
     return settings.artifacts_dir / "embeddings" / f"{model_slug(encoder.model_name)}__{encoder.backend}"
 
 
-def _read_cache(folder: Path, hashes: np.ndarray | None) -> pa.Table:
-    parts = sorted(folder.glob("part-*.parquet"))
-    if not parts:
-        return CACHE_SCHEMA.empty_table()
-    tables = []
+def _cache_parts(folder: Path) -> list[Path]:
+    return sorted(folder.glob("part-*.parquet"))
+
+
+def _iter_cache(parts: Sequence[Path], hashes: np.ndarray | None) -> Iterator[pa.Table]:
+    """The cache's rows, ``CACHE_ROW_GROUP`` at a time, only those whose text hash is in
+    ``hashes`` (all without it): memory holds one batch of vectors and the matches, never a whole
+    part (a compacted cache is one part: about 0.9 GB of vectors at a million users)."""
+    wanted = None if hashes is None else pa.array(np.unique(np.asarray(hashes, dtype=str)), pa.string())
     for part in parts:
-        table = pq.read_table(part, schema=CACHE_SCHEMA)
-        if hashes is not None:
-            table = table.filter(pc.is_in(table.column("text_hash"), value_set=pa.array(hashes, pa.string())))
-        tables.append(table)
-    return pa.concat_tables(tables)
+        for batch in pq.ParquetFile(part).iter_batches(
+            batch_size=CACHE_ROW_GROUP, columns=CACHE_SCHEMA.names
+        ):
+            table = pa.Table.from_batches([batch]).cast(CACHE_SCHEMA)
+            if wanted is not None:
+                table = table.filter(pc.is_in(table.column("text_hash"), value_set=wanted))
+            if table.num_rows:
+                yield table
+
+
+def _read_cache(folder: Path, hashes: np.ndarray | None) -> pa.Table:
+    """The cached rows of ``hashes`` (every row without them)."""
+    tables = list(_iter_cache(_cache_parts(folder), hashes))
+    return pa.concat_tables(tables) if tables else CACHE_SCHEMA.empty_table()
 
 
 def compact_cache(settings: Settings) -> None:
@@ -513,13 +527,21 @@ def compact_cache(settings: Settings) -> None:
 
 
 def _compact(folder: Path) -> None:
-    """Merge the part files into one when there are many (one per run adds up)."""
-    parts = sorted(folder.glob("part-*.parquet"))
+    """Merge the part files into one when there are many (one per run adds up), keeping each text
+    hash's first row; streamed batch by batch, so memory holds one batch and the hashes seen."""
+    parts = _cache_parts(folder)
     if len(parts) < COMPACT_PARTS:
         return
-    merged = _read_cache(folder, None)
-    _, first = np.unique(merged.column("text_hash").to_numpy(zero_copy_only=False), return_index=True)
-    write_parquet_atomic(merged.take(np.sort(first)), folder / f"part-{time.time_ns():020d}-merged.parquet")
+    seen: set[str] = set()
+    target = folder / f"part-{time.time_ns():020d}-merged.parquet"
+    with atomic_path(target) as tmp, pq.ParquetWriter(tmp, CACHE_SCHEMA, compression="zstd") as writer:
+        for table in _iter_cache(parts, None):
+            keep = np.zeros(table.num_rows, dtype=bool)
+            for i, text_hash in enumerate(table.column("text_hash").to_pylist()):
+                if text_hash not in seen:
+                    seen.add(text_hash)
+                    keep[i] = True
+            writer.write_table(table.filter(pa.array(keep)), row_group_size=CACHE_ROW_GROUP)
     for part in parts:
         part.unlink(missing_ok=True)
 
@@ -549,8 +571,8 @@ def review_vectors(
     texts = reviews["review_text"].astype(str).to_numpy(dtype=object)
     hashes = text_hashes(list(texts), encoder.model_name, encoder.backend)
     folder = cache_dir(settings, encoder)
-    # A single user's refresh reads only its rows; the batch job reads the whole cache.
-    cached = _read_cache(folder, hashes if len(hashes) < 1000 else None)
+    # Only these texts' rows: a partition of the batch job, or one user's refresh.
+    cached = _read_cache(folder, hashes)
     known = pd.Index(cached.column("text_hash").to_numpy(zero_copy_only=False))
     if not known.is_unique:
         keep = ~known.duplicated()

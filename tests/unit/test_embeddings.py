@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from churnfs.settings import Settings
 from transformations.embeddings import (
     Encoder,
     effective_backend,
+    list_column_to_matrix,
     load_encoder,
     resolve_model_source,
     review_vectors,
@@ -211,3 +215,30 @@ def test_interrupted_cold_run_keeps_the_blocks_it_finished(
     assert resumed.embedded == 2
     assert encoder.texts_encoded == calls + 2
     np.testing.assert_allclose(resumed.embeddings, encoder.encode(texts), atol=1e-6)
+
+
+def test_compacting_the_cache_keeps_each_texts_first_row_in_small_row_groups(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import transformations.embeddings as embeddings
+
+    monkeypatch.setattr(embeddings, "CACHE_ROW_GROUP", 3)
+    monkeypatch.setattr(embeddings, "COMPACT_PARTS", 4)
+    parts = [["a", "b"], ["b", "c", "d", "e"], ["a", "f"], ["g", "c"]]
+    for number, hashes in enumerate(parts):
+        n = len(hashes)
+        vectors = np.full((n, 2), float(number), dtype=np.float32)
+        embeddings._append_to_cache(
+            tmp_path, np.arange(n, dtype=np.int64) + 10 * number, np.asarray(hashes), vectors, np.zeros(n)
+        )
+    embeddings._compact(tmp_path)
+    (merged,) = sorted(tmp_path.glob("part-*.parquet"))
+    file = pq.ParquetFile(merged)
+    # read 3 rows at a time (the second part in two batches), each batch's new rows one row group
+    assert [file.metadata.row_group(i).num_rows for i in range(file.num_row_groups)] == [2, 2, 1, 1, 1]
+    table = file.read()
+    assert table.column("text_hash").to_pylist() == ["a", "b", "c", "d", "e", "f", "g"]
+    assert table.column("review_id").to_pylist() == [0, 1, 11, 12, 13, 21, 30]  # the first rows
+    some = embeddings._read_cache(tmp_path, np.asarray(["g", "b", "zz", "b"]))
+    assert some.column("text_hash").to_pylist() == ["b", "g"]
+    assert list_column_to_matrix(some.column("embedding"), 2).tolist() == [[0.0, 0.0], [3.0, 3.0]]
