@@ -37,6 +37,22 @@ class Measured:
     stdout: str
 
 
+LAUNCHER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as out:
+    out.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+"""Runs a command and writes its peak RSS (KiB) to a file. Linux keeps a process's peak RSS across
+``fork`` and ``exec``: a command forked straight from a benchmark that holds gigabytes (a world it
+built in process) would report the benchmark's size. Forked from this small interpreter instead,
+its peak starts from the interpreter's (about 10 MB)."""
+
+
 def run_measured(
     cmd: Sequence[str],
     env: Mapping[str, str] | None = None,
@@ -44,20 +60,28 @@ def run_measured(
     ok_codes: Sequence[int] = (0,),
 ) -> Measured:
     """Run ``cmd`` and return its wall time and its peak resident memory (``wait4`` rusage of
-    that child and the descendants it waited for). Raises on an exit code not in ``ok_codes``."""
+    that child and the descendants it waited for, measured by ``LAUNCHER``). Raises on an exit
+    code not in ``ok_codes``."""
+    import sys
+    import tempfile
+
     full_env = {**os.environ, **(env or {})}
-    start = time.perf_counter()
-    proc = subprocess.Popen(
-        list(cmd), cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    assert proc.stdout is not None
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode not in ok_codes:
-        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{out[-4000:]}")
-    return Measured(wall_s=wall, peak_rss_mb=usage.ru_maxrss / 1024.0, stdout=out)
+    with tempfile.NamedTemporaryFile(prefix="peak-", suffix=".txt") as peak_file:
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, "-c", LAUNCHER, peak_file.name, *cmd],
+            cwd=cwd,
+            env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        out, _ = proc.communicate()
+        wall = time.perf_counter() - start
+        if proc.returncode not in ok_codes:
+            raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{out[-4000:]}")
+        peak_kib = float(Path(peak_file.name).read_text() or 0)
+    return Measured(wall_s=wall, peak_rss_mb=peak_kib / 1024.0, stdout=out)
 
 
 def marked_line(stdout: str, marker: str) -> str:
