@@ -12,10 +12,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from churnfs.errors import MissingDataError
@@ -36,9 +37,36 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+EARLIEST = datetime(1700, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
 def latest_rows(files: Sequence[Path], features: Sequence[str]) -> pa.Table:
     """Each user's newest row (by ``event_timestamp``, then ``created_timestamp``) over ``files``,
-    with ``user_id``, ``event_timestamp`` and ``features``."""
+    with ``user_id``, ``event_timestamp`` and ``features``.
+
+    The batch job's file alone (no refresh parts) is planned by the bulk engine's reader
+    (``churnfs.store.engine.LatestRows``, the rows materialize loads): row group by row group,
+    newest first, keys and times only, then the chosen rows' features; with parts, DuckDB over
+    all of them."""
+    if len(files) == 1:
+        from churnfs.store.engine import LatestRows
+
+        plan = LatestRows.plan(
+            Path(files[0]),
+            join_key="user_id",
+            timestamp_field="event_timestamp",
+            created_timestamp_column="created_timestamp",
+            columns=list(features),
+            start=EARLIEST,
+            end=LATEST,
+        )
+        return plan.read().select(["user_id", "event_timestamp", *features])
+    return latest_rows_by_duckdb(files, features)
+
+
+def latest_rows_by_duckdb(files: Sequence[Path], features: Sequence[str]) -> pa.Table:
+    """``latest_rows`` over any number of files, by one DuckDB query."""
     import duckdb
 
     columns = ", ".join(_quote(c) for c in ["user_id", "event_timestamp", *features])
@@ -65,14 +93,20 @@ class OfflineSnapshots:
     def __init__(self, tables: Mapping[str, pa.Table], features: Mapping[str, Sequence[str]]) -> None:
         self._features = {view: list(names) for view, names in features.items()}
         self._columns: dict[str, dict[str, pa.Array]] = {}
-        self._index: dict[str, dict[int, int]] = {}
+        # Each view's user ids, ascending, with the row of each: a binary search per lookup (8 + 8
+        # bytes per user, where a dict of Python ints took about 100).
+        self._ids: dict[str, np.ndarray] = {}
+        self._rows: dict[str, np.ndarray] = {}
         for view, table in tables.items():
             table = table.combine_chunks()
             self._columns[view] = {
                 name: table.column(name).chunk(0) if table.num_rows else table.column(name)
                 for name in table.column_names
             }
-            self._index[view] = {int(u): i for i, u in enumerate(table.column("user_id").to_pylist())}
+            ids = table.column("user_id").to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+            order = np.argsort(ids, kind="stable")
+            self._ids[view], self._rows[view] = ids[order], order
+        self._known = np.unique(np.concatenate([np.empty(0, np.int64), *self._ids.values()]))
         self._overlay: dict[tuple[str, int], ViewRow] = {}
         self._lock = threading.Lock()
 
@@ -97,20 +131,23 @@ class OfflineSnapshots:
     @property
     def users(self) -> int:
         """How many distinct users have at least one view offline."""
-        ids: set[int] = set()
-        for index in self._index.values():
-            ids.update(index)
-        ids.update(u for _, u in self._overlay)
-        return len(ids)
+        overlay = np.unique(
+            np.fromiter((u for _, u in self._overlay), dtype=np.int64, count=len(self._overlay))
+        )
+        return len(self._known) + int((~np.isin(overlay, self._known)).sum())
 
     def lookup(self, user_id: int, view: str) -> ViewRow | None:
         """The user's newest row of ``view``, or None when the offline store has none."""
         overlay = self._overlay.get((view, user_id))
         if overlay is not None:
             return overlay
-        row = self._index.get(view, {}).get(user_id)
-        if row is None:
+        ids = self._ids.get(view)
+        if ids is None:
             return None
+        at = int(np.searchsorted(ids, user_id))
+        if at == len(ids) or ids[at] != user_id:
+            return None
+        row = int(self._rows[view][at])
         columns = self._columns[view]
         values = {name: columns[name][row].as_py() for name in self._features[view]}
         return columns["event_timestamp"][row].as_py(), values

@@ -9,7 +9,7 @@ import pyarrow as pa
 
 from churnfs.io import write_parquet_atomic
 from churnfs.store.parts import append_part, part_name
-from serving.offline import OfflineSnapshots, latest_rows, view_files
+from serving.offline import OfflineSnapshots, latest_rows, latest_rows_by_duckdb, view_files
 
 T1 = datetime(2025, 6, 30, tzinfo=UTC)
 T2 = datetime(2025, 7, 7, tzinfo=UTC)
@@ -54,6 +54,15 @@ def test_latest_rows_keeps_the_newest_snapshot_per_user(tmp_path: Path) -> None:
     assert table.column("user_id").to_pylist() == [1, 2]
     assert table.column("events_7d").to_pylist() == [3, 2]
     assert table.column("event_timestamp").to_pylist() == [T2, T2]
+
+
+def test_the_engines_plan_and_duckdb_pick_the_same_rows_of_one_file(tmp_path: Path) -> None:
+    _write_world(tmp_path)
+    (path,) = view_files(tmp_path, "user_activity_features")
+    features = ["events_7d", "categorical_event_vector"]
+    planned, queried = latest_rows([path], features), latest_rows_by_duckdb([path], features)
+    assert planned.to_pylist() == queried.to_pylist()
+    assert planned.column("events_7d").to_pylist() == [3, 2]  # user 2's tie on time: the later created
 
 
 def test_refresh_parts_count_as_newer_snapshots(tmp_path: Path) -> None:
