@@ -4,26 +4,16 @@ no five-word run shared with the generator's phrase lists or the sentiment proto
 
 from __future__ import annotations
 
-import csv
-import re
 from collections import Counter
-from pathlib import Path
 
+from tests.fixtures.sentiment_sets import EVAL_SET, five_word_runs, generator_text, read_rows, shared_runs
 from transformations.sentiment import NEGATIVE_PROTOTYPES, NEUTRAL_ANCHORS, POSITIVE_PROTOTYPES
 
-EVAL_SET = Path(__file__).with_name("review_sentiment_eval.csv")
-DATAGEN = Path(__file__).resolve().parents[2] / "datagen"
 DOMAINS = {"electronics", "restaurants", "films", "fashion", "delivery_service"}
 
 
 def rows() -> list[dict[str, str]]:
-    with EVAL_SET.open(newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
-
-
-def five_word_runs(text: str) -> set[str]:
-    words = re.findall(r"[a-z']+", text.lower())
-    return {" ".join(words[i : i + 5]) for i in range(len(words) - 4)}
+    return read_rows(EVAL_SET)
 
 
 def test_eval_set_has_400_labelled_sentences_over_five_domains() -> None:
@@ -41,17 +31,11 @@ def test_eval_set_has_400_labelled_sentences_over_five_domains() -> None:
 
 
 def test_eval_set_shares_no_phrase_with_the_generator_or_the_prototypes() -> None:
-    generator = "\n".join(p.read_text(encoding="utf-8") for p in DATAGEN.glob("*.py"))
     prototypes = "\n".join((*POSITIVE_PROTOTYPES, *NEGATIVE_PROTOTYPES, *NEUTRAL_ANCHORS))
-    taken = five_word_runs(generator) | five_word_runs(prototypes)
-    shared = {r["text"]: five_word_runs(r["text"]) & taken for r in rows()}
-    assert not {text: runs for text, runs in shared.items() if runs}
+    taken = five_word_runs(generator_text()) | five_word_runs(prototypes)
+    assert not shared_runs((r["text"] for r in rows()), taken)
 
 
 def test_prototypes_share_no_phrase_with_the_generator() -> None:
-    generator = "\n".join(p.read_text(encoding="utf-8") for p in DATAGEN.glob("*.py"))
-    taken = five_word_runs(generator)
-    shared = {
-        t: five_word_runs(t) & taken for t in (*POSITIVE_PROTOTYPES, *NEGATIVE_PROTOTYPES, *NEUTRAL_ANCHORS)
-    }
-    assert not {text: runs for text, runs in shared.items() if runs}
+    prototypes = (*POSITIVE_PROTOTYPES, *NEGATIVE_PROTOTYPES, *NEUTRAL_ANCHORS)
+    assert not shared_runs(prototypes, five_word_runs(generator_text()))

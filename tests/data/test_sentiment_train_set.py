@@ -5,31 +5,21 @@ five-word run shared with the evaluation set or the generator's phrase lists."""
 
 from __future__ import annotations
 
-import csv
 import re
 from collections import Counter
-from pathlib import Path
 
+from tests.fixtures.sentiment_sets import EVAL_SET, five_word_runs, generator_text, read_rows, shared_runs
 from transformations.sentiment import TRAINING_SET, read_training_set
 
-TESTS = Path(__file__).resolve().parents[1]
-EVAL_SET = TESTS / "data" / "review_sentiment_eval.csv"
-DATAGEN = TESTS.parent / "datagen"
 KINDS = {"plain", "negation", "mixed", "neutral_sounding", "understated", "emphatic", "informal"}
 
 
-def rows(path: Path = TRAINING_SET) -> list[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
+def rows() -> list[dict[str, str]]:
+    return read_rows(TRAINING_SET)
 
 
 def normalised(text: str) -> str:
     return " ".join(re.findall(r"[a-z0-9']+", text.lower()))
-
-
-def five_word_runs(text: str) -> set[str]:
-    words = re.findall(r"[a-z']+", text.lower())
-    return {" ".join(words[i : i + 5]) for i in range(len(words) - 4)}
 
 
 def test_training_set_is_well_formed_over_many_domains_and_kinds() -> None:
@@ -59,15 +49,11 @@ def test_training_set_is_balanced_within_40_to_60_percent() -> None:
 
 
 def test_training_set_shares_no_sentence_or_phrase_with_the_evaluation_set() -> None:
-    evaluation = rows(EVAL_SET)
+    evaluation = read_rows(EVAL_SET)
     assert not {normalised(r["text"]) for r in rows()} & {normalised(r["text"]) for r in evaluation}
     taken = set().union(*(five_word_runs(r["text"]) for r in evaluation))
-    shared = {r["text"]: five_word_runs(r["text"]) & taken for r in rows()}
-    assert not {text: runs for text, runs in shared.items() if runs}
+    assert not shared_runs((r["text"] for r in rows()), taken)
 
 
 def test_training_set_shares_no_phrase_with_the_generator() -> None:
-    generator = "\n".join(p.read_text(encoding="utf-8") for p in DATAGEN.glob("*.py"))
-    taken = five_word_runs(generator)
-    shared = {r["text"]: five_word_runs(r["text"]) & taken for r in rows()}
-    assert not {text: runs for text, runs in shared.items() if runs}
+    assert not shared_runs((r["text"] for r in rows()), five_word_runs(generator_text()))
