@@ -141,10 +141,3 @@ class ApiFreshnessProbe:
         if self._thread is not None:
             self._thread.join(timeout=30)
         self._loop.close()
-
-
-def usable_events(events: pa.Table, users: pa.Table, spec: Any) -> pa.Table:
-    """The rows of ``events`` the batch job (and the consumer) would keep."""
-    from transformations.groups import validate
-
-    return validate("event_logs", events, users, spec).clean

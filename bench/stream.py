@@ -104,13 +104,15 @@ def _api(settings: Any, log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 
 def _followed(settings: Any, published: pa.Table) -> dict[int, Any]:
-    from bench.freshness import followed_events, usable_events
+    """The events to follow, with the usable events (the batch job's and the consumer's
+    validation) they are counted against."""
+    from bench.freshness import followed_events
     from transformations.groups import read_raw_table, validate
 
     spec = load_world_spec(settings.raw_dir)
     users = validate("user_table", read_raw_table(settings, "user_table"), None, spec).clean
-    stored = usable_events(read_raw_table(settings, "event_logs"), users, spec)
-    return followed_events(published, usable_events(published, users, spec), stored)
+    stored = validate("event_logs", read_raw_table(settings, "event_logs"), users, spec).clean
+    return followed_events(published, validate("event_logs", published, users, spec).clean, stored)
 
 
 def _paced(base: Path, workdir: Path, held: pa.Table, redis_address: str) -> dict[str, float]:
