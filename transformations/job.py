@@ -69,10 +69,18 @@ def with_created_timestamp(table: pa.Table, created: datetime) -> pa.Table:
     return table.add_column(table.schema.get_field_index("event_timestamp") + 1, "created_timestamp", column)
 
 
+OFFLINE_ROW_GROUP = 65_536
+"""Most rows in one row group of an offline-store file. An as-of time of more users is cut into
+ranges of users, so that a reader holding one row group (the bulk engine, the API's fallback, the
+merge of partitions) holds a bounded piece: a million users' review vectors at one as-of time are
+about 1.5 GB, a row group of them about 100 MB."""
+
+
 def write_offline_group(table: pa.Table, path: Path) -> None:
-    """Write one group's snapshots sorted by (``event_timestamp``, ``user_id``), one row group per
-    as-of time, so that materialization reads only the last snapshot's row groups; pandas schema
-    metadata is dropped (it makes list columns unreadable for some readers)."""
+    """Write one group's snapshots sorted by (``event_timestamp``, ``user_id``), each as-of time in
+    row groups of at most ``OFFLINE_ROW_GROUP`` rows (a row group never spans two as-of times), so
+    that materialization reads only the last snapshot's row groups; pandas schema metadata is
+    dropped (it makes list columns unreadable for some readers)."""
     if not _sorted_by_time_then_user(table):
         table = table.sort_by([("event_timestamp", "ascending"), ("user_id", "ascending")])
     table = table.replace_schema_metadata(None)
@@ -80,7 +88,7 @@ def write_offline_group(table: pa.Table, path: Path) -> None:
     with atomic_path(path) as tmp, _offline_writer(tmp, table.schema) as writer:
         offset = 0
         for count in counts:  # value_counts keeps first-seen order: the sorted as-of order
-            writer.write_table(table.slice(offset, int(count)), row_group_size=int(count))
+            writer.write_table(table.slice(offset, int(count)), row_group_size=OFFLINE_ROW_GROUP)
             offset += int(count)
 
 
@@ -94,9 +102,10 @@ def _offline_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
 
 def merge_offline_runs(runs: Sequence[Path], path: Path) -> None:
     """Merge files written by ``write_offline_group`` for disjoint sets of users (the partitions
-    of one view, in ``user_id`` order) into one such file: per as-of time, the runs' row groups of
-    that time, concatenated (and sorted by ``user_id`` if the runs were not in user order).
-    Memory holds one as-of time of the view, never the whole view."""
+    of one view, in ``user_id`` order) into one such file, with the row groups one write of all
+    users would have: per as-of time, the runs' row groups of that time in user order, re-cut into
+    ``OFFLINE_ROW_GROUP`` rows. Memory holds about two row groups; only runs that are not in user
+    order (not the engines' partitions) make it hold one whole as-of time, to sort it."""
     files = [pq.ParquetFile(run) for run in runs]
     schema = pa.unify_schemas([f.schema_arrow for f in files], promote_options="permissive")
     by_time: dict[int, list[tuple[pq.ParquetFile, int]]] = {}
@@ -106,10 +115,38 @@ def merge_offline_runs(runs: Sequence[Path], path: Path) -> None:
             by_time.setdefault(first.value, []).append((file, group))
     with atomic_path(path) as tmp, _offline_writer(tmp, schema) as writer:
         for as_of in sorted(by_time):
-            table = pa.concat_tables([f.read_row_group(g).cast(schema) for f, g in by_time[as_of]])
-            if np.any(np.diff(table.column("user_id").to_numpy()) < 0):
-                table = table.sort_by("user_id")
-            writer.write_table(table, row_group_size=max(table.num_rows, 1))
+            pieces = by_time[as_of]
+            if not _in_user_order(pieces):
+                table = pa.concat_tables([f.read_row_group(g).cast(schema) for f, g in pieces])
+                writer.write_table(table.sort_by("user_id"), row_group_size=OFFLINE_ROW_GROUP)
+                continue
+            pending: list[pa.Table] = []
+            rows = 0
+            for file, group in pieces:
+                pending.append(file.read_row_group(group).cast(schema))
+                rows += pending[-1].num_rows
+                if rows >= OFFLINE_ROW_GROUP:
+                    table = pa.concat_tables(pending)
+                    full = rows - rows % OFFLINE_ROW_GROUP
+                    writer.write_table(table.slice(0, full), row_group_size=OFFLINE_ROW_GROUP)
+                    rest = table.slice(full)
+                    pending, rows = [rest], rest.num_rows
+            if rows:
+                writer.write_table(pa.concat_tables(pending), row_group_size=OFFLINE_ROW_GROUP)
+
+
+def _in_user_order(pieces: Sequence[tuple[pq.ParquetFile, int]]) -> bool:
+    """Do these row groups, in this order, hold ascending user ids (each sorted, each starting
+    after the previous one ends)? Read from the user column alone."""
+    last = None
+    for file, group in pieces:
+        users = file.read_row_group(group, columns=["user_id"]).column(0).to_numpy()
+        if not len(users):
+            continue
+        if np.any(np.diff(users) < 0) or (last is not None and users[0] <= last):
+            return False
+        last = users[-1]
+    return True
 
 
 def _sorted_by_time_then_user(table: pa.Table) -> bool:

@@ -564,8 +564,9 @@ class LatestRows:
         """The latest row per entity with ``start <= event time <= end`` (ties on the event time
         broken by the created time), as Feast's ``pull_latest_from_table_or_query``.
 
-        When the file's row groups cover disjoint spans of event time (the offline store's
-        snapshots: one row group per as-of time), they are read newest first, keys and times
+        When the file's row groups cover disjoint spans of event time, or one instant for
+        disjoint ranges of keys (the offline store's snapshots: each as-of time in row groups of
+        at most 65,536 users), they are read newest first, keys and times
         only, one at a time, and an entity's first sighting is its latest row: memory holds one
         row group's keys, not the whole file's (26 as-of times of a million users are 26 million
         rows). Otherwise the key and time columns of the whole file are sorted at once."""
@@ -574,7 +575,7 @@ class LatestRows:
         lo = int(pd.Timestamp(start).tz_convert("UTC").value // 1000)
         hi = int(pd.Timestamp(end).tz_convert("UTC").value // 1000)
         read = [join_key, *time_columns]
-        spans = _time_spans(parquet, timestamp_field)
+        spans = _time_spans(parquet, timestamp_field, join_key)
         if spans is None:
             latest = _latest_in(parquet.read(columns=read), join_key, time_columns, lo, hi)
             rows = latest[1]
@@ -704,35 +705,54 @@ def _latest_in(
     return sorted_entity[last].astype(np.int64), ranked[last]
 
 
-def _time_spans(parquet: pq.ParquetFile, timestamp_field: str) -> list[tuple[int, int, int]] | None:
+def _time_spans(
+    parquet: pq.ParquetFile, timestamp_field: str, join_key: str
+) -> list[tuple[int, int, int]] | None:
     """Each row group's (index, first, last) event time in microseconds, from the footer's
-    statistics, when the groups' spans are disjoint; None when they overlap or a group lacks
-    statistics (the whole file is then sorted at once)."""
+    statistics, when no entity can have rows of one time in two groups, nor a newer row in an
+    older group: the groups' spans are disjoint, except that groups of one single instant (an
+    as-of time cut into ranges of users) may share it if their key ranges are disjoint. None
+    otherwise, or when a group lacks statistics (the whole file is then sorted at once)."""
     metadata = parquet.metadata
     spans = []
+    keys = []
     for group in range(metadata.num_row_groups):
-        row_group = metadata.row_group(group)
-        column = next(
-            (
-                row_group.column(i)
-                for i in range(row_group.num_columns)
-                if row_group.column(i).path_in_schema == timestamp_field
-            ),
-            None,
-        )
-        stats = column.statistics if column is not None else None
-        if stats is None or not stats.has_min_max:
+        time_range = _column_range(metadata.row_group(group), timestamp_field)
+        if time_range is None:
             return None
         bounds = []
-        for value in (stats.min, stats.max):
+        for value in time_range:
             stamp = pd.Timestamp(value)
             stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
             bounds.append(int(stamp.value // 1000))
         spans.append((group, bounds[0], bounds[1]))
-    ordered = sorted(spans, key=lambda span: span[1])
-    if any(earlier[2] >= later[1] for earlier, later in itertools.pairwise(ordered)):
-        return None
+        keys.append(_column_range(metadata.row_group(group), join_key))
+    ordered = sorted(spans, key=lambda span: (span[1], span[2]))
+    for earlier, later in itertools.pairwise(ordered):
+        if earlier[2] < later[1]:
+            continue
+        if not earlier[1] == earlier[2] == later[1] == later[2]:
+            return None
+    for instant in {first for _, first, last in spans if first == last}:
+        ranges = [keys[g] for g, first, last in spans if first == last == instant]
+        if len(ranges) < 2:
+            continue
+        if any(r is None for r in ranges):
+            return None
+        ordered_keys = sorted((r[0], r[1]) for r in ranges if r is not None)
+        if any(a[1] >= b[0] for a, b in itertools.pairwise(ordered_keys)):
+            return None
     return spans
+
+
+def _column_range(row_group: pq.RowGroupMetaData, name: str) -> tuple[Any, Any] | None:
+    """A row group's (min, max) of column ``name`` from its statistics, or None without them."""
+    columns = (row_group.column(i) for i in range(row_group.num_columns))
+    column = next((c for c in columns if c.path_in_schema == name), None)
+    stats = column.statistics if column is not None else None
+    if stats is None or not stats.has_min_max:
+        return None
+    return stats.min, stats.max
 
 
 def row_bytes(parquet: pq.ParquetFile, columns: Sequence[str]) -> float:

@@ -222,13 +222,18 @@ def test_small_world_refresh_equals_batch_rows(small_store):
 
 
 def test_the_partitioned_engine_writes_the_store_of_the_one_partition_run(
-    feature_world: Settings, tmp_path: Path
+    feature_world: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     """A world cut into ranges of users (700 of 3,000 users each: five partitions, each read by a
     pushed-down filter, its views spilled and merged per as-of time) writes the offline store and
     the quarantine that all users at once write, and fits the same topic model from its
     per-partition embedding pass. Both build from the same copied embedding cache, with no topic
-    model (the session's world may have been rebuilt by other tests)."""
+    model (the session's world may have been rebuilt by other tests). Row groups hold at most 500
+    rows here, so the merge re-cuts the partitions' row groups of one as-of time (700 users each)
+    into the layout of the one write."""
+    import transformations.job
+
+    monkeypatch.setattr(transformations.job, "OFFLINE_ROW_GROUP", 500)
     import numpy as np
 
     from tests.fixtures.parity import VECTOR_TOLERANCE, assert_same_offline_store, copy_world
@@ -244,9 +249,9 @@ def test_the_partitioned_engine_writes_the_store_of_the_one_partition_run(
     for view in ("user_activity_features", "user_review_features"):
         expected = pq.ParquetFile(whole.offline_store_dir / f"{view}.parquet").metadata
         got = pq.ParquetFile(world.offline_store_dir / f"{view}.parquet").metadata
-        assert [got.row_group(i).num_rows for i in range(got.num_row_groups)] == [
-            expected.row_group(i).num_rows for i in range(expected.num_row_groups)
-        ]
+        sizes = [got.row_group(i).num_rows for i in range(got.num_row_groups)]
+        assert sizes == [expected.row_group(i).num_rows for i in range(expected.num_row_groups)]
+        assert max(sizes) == 500 and got.num_row_groups > summary["as-of times"]
     assert (
         summary["rows user_activity_features"]
         == pq.read_metadata(whole.offline_store_dir / "user_activity_features.parquet").num_rows

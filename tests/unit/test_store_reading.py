@@ -15,6 +15,7 @@ from churnfs.store.consistency import _equal
 from churnfs.store.engine import LatestRows
 
 D = datetime(2025, 1, 6, tzinfo=UTC)
+STAMP = pa.timestamp("us", tz="UTC")
 
 
 def _write(path: Path) -> None:
@@ -79,8 +80,8 @@ def test_time_ordered_row_groups_are_read_newest_first_with_the_same_result(tmp_
         for t in sorted(set(times.to_pylist())):
             writer.write_table(table.filter(pc.equal(times, pa.scalar(t, times.type))))
     assert pq.ParquetFile(by_time).num_row_groups == 5
-    assert _time_spans(pq.ParquetFile(overlapping), "event_timestamp") is None
-    assert _time_spans(pq.ParquetFile(by_time), "event_timestamp") is not None
+    assert _time_spans(pq.ParquetFile(overlapping), "event_timestamp", "user_id") is None
+    assert _time_spans(pq.ParquetFile(by_time), "event_timestamp", "user_id") is not None
     day = timedelta(days=1)
     windows = (
         (D, D + 2 * day),
@@ -94,6 +95,49 @@ def test_time_ordered_row_groups_are_read_newest_first_with_the_same_result(tmp_
             whole = LatestRows.plan(overlapping, *args).read()
             newest_first = LatestRows.plan(by_time, *args).read()
             assert newest_first.to_pylist() == whole.to_pylist(), (created, start, end)
+
+
+def _snapshots(path: Path, users_per_group: int, shuffle_users: bool = False) -> None:
+    """Three as-of times of users 1..5 (user 5 only from the second), each time cut into row
+    groups of ``users_per_group`` users, in user order unless ``shuffle_users``."""
+    day = timedelta(days=1)
+    schema = pa.schema([("user_id", pa.int64()), ("event_timestamp", STAMP), ("value", pa.int64())])
+    with pq.ParquetWriter(path, schema) as writer:
+        for k in range(3):
+            users = [1, 2, 3, 4] + ([5] if k else [])
+            if shuffle_users:
+                users = [3, 1, 5, 2, 4] if k else [3, 1, 2, 4]
+            for offset in range(0, len(users), users_per_group):
+                chunk = users[offset : offset + users_per_group]
+                writer.write_table(
+                    pa.table(
+                        {
+                            "user_id": pa.array(chunk, pa.int64()),
+                            "event_timestamp": pa.array([D + k * day] * len(chunk), STAMP),
+                            "value": pa.array([10 * u + k for u in chunk], pa.int64()),
+                        }
+                    )
+                )
+
+
+def test_as_of_times_cut_into_ranges_of_users_are_read_newest_first(tmp_path: Path) -> None:
+    """The offline store's layout at scale: each as-of time in several row groups of disjoint user
+    ranges. They share one instant, yet no user has two rows of it, so the newest-first plan holds
+    and picks every user's last as-of time; groups of one instant whose users overlap fall back to
+    the whole-file sort, with the same rows."""
+    from churnfs.store.engine import _time_spans
+
+    ranges, shuffled = tmp_path / "ranges.parquet", tmp_path / "shuffled.parquet"
+    _snapshots(ranges, 2)
+    _snapshots(shuffled, 2, shuffle_users=True)
+    assert pq.ParquetFile(ranges).num_row_groups == 8
+    assert _time_spans(pq.ParquetFile(ranges), "event_timestamp", "user_id") is not None
+    assert _time_spans(pq.ParquetFile(shuffled), "event_timestamp", "user_id") is None
+    for path in (ranges, shuffled):
+        for end, expected in ((D + timedelta(days=9), [12, 22, 32, 42, 52]), (D, [10, 20, 30, 40])):
+            got = LatestRows.plan(path, "user_id", "event_timestamp", None, ["value"], D, end).read()
+            assert got.column("value").to_pylist() == expected, (path.name, end)
+            assert got.column("user_id").to_pylist() == sorted(got.column("user_id").to_pylist())
 
 
 def test_equal_compares_floats_to_1e6_vectors_elementwise_and_missing_values() -> None:
