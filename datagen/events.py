@@ -5,11 +5,19 @@ start on day d, their events and which of them are unusable depend on the seed, 
 users' state during day d only. A world cut at an earlier end therefore holds exactly the same
 events before that end. Within a day everything is vectorised over users, sessions and events;
 the metadata strings are assembled column-wise with Arrow compute.
+
+A world's kept events are not held in memory (24 million at a million users would take about
+1.7 GB): ``EventSpill`` appends each day's to raw column files on disk and reads them back one
+slice of users at a time.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import BinaryIO, Self
 
 import numpy as np
 import pyarrow as pa
@@ -67,7 +75,8 @@ REGULAR_SESSION_SCALE = 0.0394
 
 @dataclass
 class Events(ColumnBatch):
-    """Events in time order, plus what the review writer and the dirty-row writer need."""
+    """A batch of events (one day's, or one slice of users'), with what the review writer and the
+    dirty-row writer need."""
 
     user_index: np.ndarray  # int64 row in Population (user_id - 1)
     session_id: np.ndarray  # int64
@@ -85,6 +94,110 @@ class Events(ColumnBatch):
     @property
     def n(self) -> int:
         return len(self.day)
+
+
+class EventSpill:
+    """A world's kept events on disk instead of in memory: one raw column file per ``Events``
+    field, appended day by day, read back one slice of ``slice_users`` users at a time.
+
+    Each day's rows are stored grouped by slice (``user_index // slice_users``; rows with a null
+    user form a group of their own after the last slice), so a slice is one contiguous run per
+    day. An ``origin`` column keeps each row's position in the draw order (the days' kept events
+    one after the other). Only the timestamps stay in memory, in that order, to rank every event in
+    the world's time (``finish``): ranks cost 4 bytes an event, the events about 70."""
+
+    ORIGIN = "origin"
+
+    def __init__(self, folder: Path, slice_users: int, n_users: int) -> None:
+        self.folder = folder
+        self.slice_users = slice_users
+        self.null_group = -(-n_users // slice_users)  # after every user's slice
+        self.n = 0
+        self.n_sessions = 0
+        self.last_user = -1
+        self.time_rank = np.empty(0, dtype=np.int32)
+        self._names = [field.name for field in fields(Events)]
+        self._dtypes: dict[str, np.dtype] = {self.ORIGIN: np.dtype(np.int64)}
+        self._day_bounds: list[np.ndarray] = []
+        self._timestamps: list[np.ndarray] = []
+        folder.mkdir()
+        with contextlib.ExitStack() as opening:
+            self._files: dict[str, BinaryIO] = {
+                name: opening.enter_context(open(folder / f"{name}.bin", "wb"))
+                for name in (*self._names, self.ORIGIN)
+            }
+            self._open_files = opening.pop_all()  # closed by finish() or on leaving a with block
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._close_files()
+
+    def append(self, events: Events) -> None:
+        """Spill one day's kept events (in draw order), grouped by slice of users. The days' session
+        ids never overlap, so the day's distinct ids add up to the world's session count."""
+        null_user = events.dirty_kind == DIRTY_NULL_USER
+        group = np.where(null_user, self.null_group, events.user_index // self.slice_users)
+        order = np.argsort(group, kind="stable")
+        counts = np.bincount(group, minlength=self.null_group + 1)
+        bounds = np.zeros(self.null_group + 2, dtype=np.int64)
+        np.cumsum(counts, out=bounds[1:])
+        self._day_bounds.append(self.n + bounds)
+        for name in self._names:
+            column = getattr(events, name)
+            self._dtypes[name] = column.dtype
+            column[order].tofile(self._files[name])
+        (self.n + order.astype(np.int64)).tofile(self._files[self.ORIGIN])
+        self._timestamps.append(events.timestamp_us)
+        self.n += events.n
+        self.n_sessions += len(np.unique(events.session_id))
+        if events.n:
+            self.last_user = max(self.last_user, int(events.user_index.max()))
+
+    def finish(self) -> None:
+        """Close the files and rank every event in the world's time: a stable sort of the
+        timestamps in draw order, as sorting all events at once would."""
+        self._close_files()
+        timestamps = np.concatenate(self._timestamps) if self._timestamps else np.empty(0, np.int64)
+        self._timestamps.clear()
+        order = np.argsort(timestamps, kind="stable")
+        del timestamps
+        rank_type = np.int32 if self.n < 2**31 else np.int64
+        self.time_rank = np.empty(self.n, dtype=rank_type)
+        self.time_rank[order] = np.arange(self.n, dtype=rank_type)
+
+    def user_slices(self) -> Iterator[tuple[Events, np.ndarray]]:
+        """Each slice of users up to the last one with an event, read back from disk: its events
+        ordered by user, then time, and their ranks in the world's time (from 0). Null-user rows
+        come last in the last slice, where Arrow's sort would put them. Empty slices are skipped."""
+        if self.n == 0:
+            return
+        bounds = np.stack(self._day_bounds)  # (days, groups + 1) rows into the files
+        last = self.last_user // self.slice_users
+        for first_group in range(last + 1):
+            end_group = first_group + 1 if first_group < last else self.null_group + 1
+            starts, stops = bounds[:, first_group], bounds[:, end_group]
+            runs = [(int(a), int(b)) for a, b in zip(starts, stops, strict=True) if b > a]
+            if not runs:
+                continue
+            events = Events(**{name: self._read(name, runs) for name in self._names})
+            rank = self.time_rank[self._read(self.ORIGIN, runs)]
+            null_user = events.dirty_kind == DIRTY_NULL_USER
+            user_key = np.where(null_user, np.iinfo(np.int64).max, events.user_index)
+            order = np.lexsort((rank, user_key))
+            yield events.take(order), rank[order]
+
+    def _read(self, name: str, runs: list[tuple[int, int]]) -> np.ndarray:
+        """The rows ``runs`` of one column file, copied out of a map that is dropped at once (its
+        pages leave the resident set with it)."""
+        mapped = np.memmap(self.folder / f"{name}.bin", dtype=self._dtypes[name], mode="r")
+        rows = np.concatenate([mapped[a:b] for a, b in runs])
+        del mapped
+        return rows
+
+    def _close_files(self) -> None:
+        self._open_files.close()
 
 
 def sample_day_events(

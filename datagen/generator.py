@@ -2,7 +2,8 @@
 
 The tables are written into a staging folder beside ``raw/`` and the folder is swapped into
 place only once every file is written, so a failed run leaves the previous world (or nothing)
-behind, never half a world.
+behind, never half a world. The events are never held whole: the days spill them into a folder
+inside the staging folder (``EVENT_SPILL_FOLDER``), removed before the swap.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from churnfs.world import (
     WORLD_START,
     WorldSpec,
 )
-from datagen.events import CATEGORIES, DIRTY_NULL_USER, Events, event_table, sample_day_events
+from datagen.events import CATEGORIES, EventSpill, event_table, sample_day_events
 from datagen.population import Population, build_labels, day_rng, days_to_us, sample_population
 from datagen.reviews import Reviews, review_tables, sample_day_reviews
 
@@ -104,35 +105,37 @@ EVENTS_STREAM, REVIEWS_STREAM, DIRTY_STREAM = 1, 2, 3
 
 
 def sample_days(
-    pop: Population, spec: WorldSpec, seed: int, drift: bool, dirty_fraction: float
-) -> tuple[Events, Reviews]:
+    pop: Population, spec: WorldSpec, seed: int, drift: bool, dirty_fraction: float, spill_folder: Path
+) -> tuple[EventSpill, Reviews]:
     """Draw the window day by day: each day's sessions, events and reviews from that day's own
-    streams, then keep what lies before the writer's churn and the world's end. Returns the
-    events and the reviews, each in time order."""
+    streams, then keep what lies before the writer's churn and the world's end. The kept events
+    are spilled to ``spill_folder`` day by day (a million users' would take 1.7 GB in memory),
+    grouped by ``EVENT_SLICE_USERS`` users for ``write_event_logs``, and ranked in time; the
+    reviews (a few per cent of the events) are returned whole."""
     end = float(spec.window_days)
-    kept_events: list[Events] = []
     kept_reviews: list[Reviews] = []
     sessions_before = 0
-    for day in range(spec.window_days):
-        events, n_sessions = sample_day_events(
-            day_rng(seed, EVENTS_STREAM, day),
-            day_rng(seed, DIRTY_STREAM, day),
-            pop,
-            spec,
-            drift,
-            day,
-            dirty_fraction,
-        )
-        events.session_id = events.session_id + sessions_before + 1
-        sessions_before += n_sessions
-        reviews = sample_day_reviews(day_rng(seed, REVIEWS_STREAM, day), pop, events, spec, drift, day)
-        event_limit = days_to_us(spec, np.minimum(pop.churn_day[events.user_index], end))
-        kept_events.append(events.take(np.nonzero(events.timestamp_us < event_limit)[0]))
-        review_limit = days_to_us(spec, np.minimum(pop.churn_day[reviews.user_index], end))
-        kept_reviews.append(reviews.take(np.nonzero(reviews.timestamp_us < review_limit)[0]))
-    events = Events.concatenate_taking(kept_events, "timestamp_us")
-    reviews = Reviews.concatenate(kept_reviews)
-    return events, reviews
+    with EventSpill(spill_folder, EVENT_SLICE_USERS, pop.n) as spill:
+        for day in range(spec.window_days):
+            events, n_sessions = sample_day_events(
+                day_rng(seed, EVENTS_STREAM, day),
+                day_rng(seed, DIRTY_STREAM, day),
+                pop,
+                spec,
+                drift,
+                day,
+                dirty_fraction,
+            )
+            events.session_id = events.session_id + sessions_before + 1
+            sessions_before += n_sessions
+            reviews = sample_day_reviews(day_rng(seed, REVIEWS_STREAM, day), pop, events, spec, drift, day)
+            event_limit = days_to_us(spec, np.minimum(pop.churn_day[events.user_index], end))
+            spill.append(events.take(np.nonzero(events.timestamp_us < event_limit)[0]))
+            del events
+            review_limit = days_to_us(spec, np.minimum(pop.churn_day[reviews.user_index], end))
+            kept_reviews.append(reviews.take(np.nonzero(reviews.timestamp_us < review_limit)[0]))
+        spill.finish()
+    return spill, Reviews.concatenate(kept_reviews)
 
 
 def window_days_until(end: date | None) -> int:
@@ -236,17 +239,18 @@ def generate_world(
             step(STEPS[1])
             target, oracle = build_labels(pop, spec)
             # the labels were the hazard's last use: drop its users x days matrix (1.5 GB per
-            # million users) before the days' events accumulate
+            # million users) before the days are drawn
             pop = dataclasses.replace(pop, cum_hazard=np.empty((0, 0)))
             step(STEPS[2])
-            events, reviews = sample_days(pop, spec, seed, drift, dirty_fraction)
+            spill, reviews = sample_days(pop, spec, seed, drift, dirty_fraction, staging / EVENT_SPILL_FOLDER)
             step(STEPS[3])
             review_frame, truth = review_tables(reviews, pop)
+            del reviews
             step(STEPS[4])
-            n_events = events.n
-            n_sessions = len(np.unique(events.session_id))
-            n_dirty = write_event_logs(events, spec, staging / "event_logs.parquet")
-            del events, reviews
+            n_events, n_sessions = spill.n, spill.n_sessions
+            n_dirty = write_event_logs(spill, spec, staging / "event_logs.parquet")
+            shutil.rmtree(spill.folder)  # not part of the world (a failed run loses it with staging)
+            del spill
             step(STEPS[5])
             tables: dict[str, pd.DataFrame | pa.Table] = {
                 "user_table": pop.user_table(spec),
@@ -339,25 +343,22 @@ USER_ROW_GROUP = 65_536
 
 EVENT_SLICE_USERS = 25_000
 """``event_logs`` is assembled and written this many users at a time (its strings would take
-about 2 GB per million users at once)."""
+about 2 GB per million users at once); the days spill their events grouped by these slices."""
+EVENT_SPILL_FOLDER = "_events_spill"
+"""The folder inside the staging folder that holds the spilled events until ``event_logs`` is
+written."""
 
 
-def write_event_logs(events: Events, spec: WorldSpec, path: Path) -> int:
-    """Write ``event_logs`` (the world's events, in time order) in user order, as ``_write_parquet``
-    would, but a slice of ``EVENT_SLICE_USERS`` users at a time: each event keeps its id (its rank
-    in time, from 1) and the file is the same, row group for row group. Rows with a null user
-    sort last, as Arrow sorts nulls. Returns the number of unusable rows."""
-    null_user = events.dirty_kind == DIRTY_NULL_USER
-    key = np.where(null_user, np.iinfo(np.int64).max, events.user_index)
-    order = np.argsort(key, kind="stable")
-    last_user = int(events.user_index.max()) if events.n else 0
-    cuts = np.searchsorted(key[order], np.arange(EVENT_SLICE_USERS, last_user + 1, EVENT_SLICE_USERS))
-    del key
+def write_event_logs(spill: EventSpill, spec: WorldSpec, path: Path) -> int:
+    """Write ``event_logs`` (the world's spilled events) in user order, as ``_write_parquet`` would
+    the whole table, but a slice of users at a time read back from the spill: each event's id is
+    its rank in time, from 1, and the file is the same, row group for row group. Rows with a null
+    user sort last, as Arrow sorts nulls. Returns the number of unusable rows."""
     schema, sort_keys = SCHEMAS["event_logs"], USER_ORDERED["event_logs"]
     dirty = 0
     with _RowGroupWriter(path, schema, USER_ROW_GROUP) as writer:
-        for rows in np.split(order, cuts):
-            table, n_dirty = event_table(events.take(rows), spec, event_id=rows + 1)
+        for events, time_rank in spill.user_slices():
+            table, n_dirty = event_table(events, spec, event_id=time_rank.astype(np.int64) + 1)
             writer.write(table.cast(schema).sort_by(sort_keys))
             dirty += n_dirty
     return dirty

@@ -108,6 +108,34 @@ def test_a_failed_write_keeps_the_previous_world_whole(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]
 
 
+def test_the_events_spilled_while_drawing_are_gone_after_a_run_and_after_a_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The days spill their events into the staging folder; the spill never reaches raw/, and a
+    run that fails while reading it back leaves nothing but the previous world."""
+    raw_dir = _generate(tmp_path, users=500, seed=1)
+    before = _contents(raw_dir)
+    assert sorted(before) == sorted(RAW_FILES)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]
+    monkeypatch.setattr(datagen.generator, "EVENT_SLICE_USERS", 100)  # several slices to read back
+    real_event_table = datagen.generator.event_table
+    spill_files_seen: list[int] = []
+
+    def disk_fails_on_the_second_slice(*args: object, **kwargs: object) -> object:
+        spill = tmp_path.glob(f".raw.*/{datagen.generator.EVENT_SPILL_FOLDER}/*.bin")
+        spill_files_seen.append(len(list(spill)))
+        if len(spill_files_seen) == 2:
+            raise OSError(5, "Input/output error")
+        return real_event_table(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(datagen.generator, "event_table", disk_fails_on_the_second_slice)
+    with pytest.raises(InvalidInputError, match="Input/output error"):
+        generate_world(Settings(data_dir=tmp_path), users=600, seed=2, show_progress=False)
+    assert len(spill_files_seen) == 2 and spill_files_seen[0] > 0
+    assert _contents(raw_dir) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]
+
+
 def test_a_failed_first_run_leaves_no_data_dir_behind(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
