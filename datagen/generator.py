@@ -238,9 +238,15 @@ def generate_world(
             pop = sample_population(population_rng, review_rng, users, spec, drift, len(CATEGORIES))
             step(STEPS[1])
             target, oracle = build_labels(pop, spec)
-            # the labels were the hazard's last use: drop its users x days matrix (1.5 GB per
-            # million users) before the days are drawn
+            # the labels were the hazard's last use: drop its columns before the days are drawn
             pop = dataclasses.replace(pop, cum_hazard=np.empty((0, 0)))
+            # the labels are written now, their summary kept: the days never hold them
+            rates = target.groupby("event_timestamp")["churned"].mean()
+            oracle_auc = roc_auc(target["churned"].to_numpy(), oracle["churn_probability"].to_numpy())
+            n_target = len(target)
+            for name, table in (("target_table", target), ("_oracle", oracle)):
+                _write_parquet(table, SCHEMAS[name], staging / f"{name}.parquet")
+            del target, oracle, table
             step(STEPS[2])
             spill, reviews = sample_days(pop, spec, seed, drift, dirty_fraction, staging / EVENT_SPILL_FOLDER)
             step(STEPS[3])
@@ -252,14 +258,13 @@ def generate_world(
             shutil.rmtree(spill.folder)  # not part of the world (a failed run loses it with staging)
             del spill
             step(STEPS[5])
-            tables: dict[str, pd.DataFrame | pa.Table] = {
-                "user_table": pop.user_table(spec),
-                "review_table": review_frame,
-                "target_table": target,
-                "_oracle": oracle,
-                "_reviews_truth": truth,
-            }
-            for name, table in tables.items():
+            user_table = pop.user_table(spec)
+            n_users = len(user_table)  # those signed up before the world's end
+            for name, table in (
+                ("user_table", user_table),
+                ("review_table", review_frame),
+                ("_reviews_truth", truth),
+            ):
                 _write_parquet(table, SCHEMAS[name], staging / f"{name}.parquet", USER_ORDERED.get(name))
             spec.save(staging)
             os.chmod(staging / WORLD_SPEC_FILE, 0o644)
@@ -279,10 +284,8 @@ def generate_world(
                 with contextlib.suppress(OSError):
                     folder.rmdir()
 
-    rates = target.groupby("event_timestamp")["churned"].mean()
-    oracle_auc = roc_auc(target["churned"].to_numpy(), oracle["churn_probability"].to_numpy())
     summary: dict[str, object] = {
-        "users": len(tables["user_table"]),
+        "users": n_users,
         "seed": seed,
         "last day": spec.last_day.isoformat(),
         "drift": drift,
@@ -290,8 +293,8 @@ def generate_world(
         "unusable events": n_dirty,
         "sessions": n_sessions,
         "reviews": len(review_frame),
-        "reviewers": f"{review_frame['user_id'].nunique() / max(len(tables['user_table']), 1):.1%} of users",
-        "target rows": len(target),
+        "reviewers": f"{review_frame['user_id'].nunique() / max(n_users, 1):.1%} of users",
+        "target rows": n_target,
         "churn rate per cutoff": f"{rates.min():.1%} .. {rates.max():.1%}",
         "oracle ROC-AUC": "n/a" if np.isnan(oracle_auc) else round(oracle_auc, 3),
         "output": str(raw_dir),
