@@ -60,6 +60,23 @@ def test_training_set_has_one_row_per_validated_label_row_with_the_services_feat
     assert len(names) == len(set(names))
 
 
+def test_a_cutoff_joined_in_slices_of_users_gives_the_rows_of_one_join(
+    feast_world: Settings, training_set: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above ``RETRIEVAL_CHUNK_ROWS`` label rows a cutoff is joined in several calls: here 400
+    rows a call (every cutoff of the small world needs several), the same frame as the session's
+    training set, whose cutoffs were each joined at once."""
+    import training.dataset
+    from training.dataset import FEATURE_SERVICE, retrieve_features
+
+    store = _store(feast_world)
+    entities = load_entity_frame(store, _all_cutoffs(feast_world))
+    assert entities["event_timestamp"].value_counts().min() > 2 * 400
+    monkeypatch.setattr(training.dataset, "RETRIEVAL_CHUNK_ROWS", 400)
+    sliced = retrieve_features(store, entities, store.get_feature_service(FEATURE_SERVICE))
+    pd.testing.assert_frame_equal(sliced, training_set.frame)
+
+
 def test_labels_come_from_the_churn_labels_view_not_the_raw_target_table(
     redis_connection_string: str, tmp_path: Path
 ) -> None:

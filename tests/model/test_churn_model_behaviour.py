@@ -51,8 +51,10 @@ def test_collapsing_activity_and_souring_reviews_raise_churn_risk(
     ].head(100)
     assert len(steady) >= 30
     soured = steady.apply(_collapse_and_sour, axis=1)
-    with mlflow_session(trained_world):
+    with mlflow_session(trained_world) as client:
         model = mlflow.pyfunc.load_model(f"models:/{REGISTERED_MODEL}@{CHAMPION_ALIAS}")
+        version = client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION_ALIAS)
+    champion = f"champion version {version.version} ({version.tags.get('model_kind')})"
     names = training_set.feature_names
     before = model.predict(steady[names].reset_index(drop=True))["churn_probability"].to_numpy()
     after = model.predict(soured[names].reset_index(drop=True))["churn_probability"].to_numpy()
@@ -61,5 +63,5 @@ def test_collapsing_activity_and_souring_reviews_raise_churn_risk(
     # bars were 90% and 1.5x on the pre-causal world; the causal world, trained on its first three
     # cutoffs (about 600 churners at 3,000 users), gave 86% and 1.25x (2026-12-01), so they are
     # 80% and 1.2x: reviews no longer echo the future, and one user's response is noisier.
-    assert higher.mean() >= 0.8, f"risk rose for {higher.sum()} of {len(higher)} users"
-    assert np.median(after / before) > 1.2
+    assert higher.mean() >= 0.8, f"risk rose for {higher.sum()} of {len(higher)} users, {champion}"
+    assert np.median(after / before) > 1.2, champion
