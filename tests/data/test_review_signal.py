@@ -19,7 +19,7 @@ from sklearn.metrics import roc_auc_score
 from churnfs.settings import Settings
 from churnfs.world import load_world_spec
 from transformations.embeddings import ReviewVectors, load_encoder, review_vectors
-from transformations.topics import TOPIC_CANDIDATES, ensure_topic_model, topic_words
+from transformations.topics import TOPIC_CANDIDATES, TopicModel, ensure_topic_model, topic_words
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +49,31 @@ def test_sentiment_separates_negative_from_positive_reviews(
     assert auc >= 0.85, f"sentiment ROC-AUC {auc:.3f}"
 
 
+@pytest.fixture(scope="module")
+def topic_model(
+    small_world: Settings,
+    reviews_with_truth: pd.DataFrame,
+    vectors: ReviewVectors,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> TopicModel:
+    """The topic model fitted on the small world's reviews, under a folder of its own: in the
+    session's world it would become the model that world's feature job loads (this one is fitted
+    on the onnx backend's vectors, the job's on its default backend's)."""
+    spec = load_world_spec(small_world.raw_dir)
+    times = reviews_with_truth["review_timestamp"].dt.tz_convert("UTC").dt.as_unit("us").astype("int64")
+    return ensure_topic_model(
+        small_world.model_copy(update={"data_dir": tmp_path_factory.mktemp("topics")}),
+        vectors.embeddings,
+        reviews_with_truth["review_text"].astype(str).tolist(),
+        times.to_numpy(),
+        "all-MiniLM-L6-v2",
+        "onnx",
+        spec.train_end,
+    )
+
+
 def test_topics_recover_the_planted_aspects(
-    small_world: Settings, reviews_with_truth: pd.DataFrame, vectors: ReviewVectors
+    small_world: Settings, reviews_with_truth: pd.DataFrame, vectors: ReviewVectors, topic_model: TopicModel
 ) -> None:
     spec = load_world_spec(small_world.raw_dir)
     times = (
@@ -60,10 +83,7 @@ def test_topics_recover_the_planted_aspects(
         .astype("int64")
         .to_numpy()
     )
-    texts = reviews_with_truth["review_text"].astype(str).tolist()
-    model = ensure_topic_model(
-        small_world, vectors.embeddings, texts, times, "all-MiniLM-L6-v2", "onnx", spec.train_end
-    )
+    model = topic_model
     selection = model.metadata["k_selection"]
     assert isinstance(selection, dict) and selection["setting"] == "auto"
     scores = {c["k"]: c["score"] for c in selection["candidates"]}
@@ -88,21 +108,13 @@ ASPECT_WORDS = {
 
 
 def test_topic_labels_name_the_aspect_each_topic_holds(
-    small_world: Settings, reviews_with_truth: pd.DataFrame, vectors: ReviewVectors
+    small_world: Settings, reviews_with_truth: pd.DataFrame, vectors: ReviewVectors, topic_model: TopicModel
 ) -> None:
     """The c-TF-IDF words of a topic name the planted aspect most of its reviews carry (the
     generator's truth is used here only, never to label)."""
     spec = load_world_spec(small_world.raw_dir)
     times = reviews_with_truth["review_timestamp"].dt.tz_convert("UTC")
-    model = ensure_topic_model(
-        small_world,
-        vectors.embeddings,
-        reviews_with_truth["review_text"].astype(str).tolist(),
-        times.dt.as_unit("us").astype("int64").to_numpy(),
-        "all-MiniLM-L6-v2",
-        "onnx",
-        spec.train_end,
-    )
+    model = topic_model
     before = (times < spec.train_end).to_numpy()
     topic = model.transform(vectors.embeddings[before]).argmax(axis=1)
     words = topic_words(reviews_with_truth.loc[before, "review_text"].tolist(), topic, model.k)
