@@ -48,3 +48,36 @@ def write_text_atomic(text: str, path: Path) -> None:
     """Write a text file atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+class RowGroupCutter:
+    """Cuts the tables it is given, in order, into row groups of exactly ``rows`` rows on
+    ``writer``; ``flush`` writes what is left as a shorter row group. Between two flushes the file
+    gets the row groups of one ``write_table(..., row_group_size=rows)`` of everything given, each
+    written as one chunk (as a single write of one table has), while memory holds at most about
+    two row groups."""
+
+    def __init__(self, writer: pq.ParquetWriter, rows: int) -> None:
+        self._writer = writer
+        self._rows = rows
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+
+    def write(self, table: pa.Table) -> None:
+        self._pending.append(table)
+        self._pending_rows += table.num_rows
+        if self._pending_rows < self._rows:
+            return
+        pending = pa.concat_tables(self._pending)
+        full = pending.num_rows - pending.num_rows % self._rows
+        for offset in range(0, full, self._rows):
+            row_group = pending.slice(offset, self._rows).combine_chunks()
+            self._writer.write_table(row_group, row_group_size=self._rows)
+        rest = pending.slice(full)
+        self._pending, self._pending_rows = ([rest] if rest.num_rows else []), rest.num_rows
+
+    def flush(self) -> None:
+        if self._pending_rows:
+            rest = pa.concat_tables(self._pending).combine_chunks()
+            self._writer.write_table(rest, row_group_size=self._rows)
+        self._pending, self._pending_rows = [], 0

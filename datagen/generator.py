@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from churnfs.errors import InvalidInputError
+from churnfs.io import RowGroupCutter
 from churnfs.settings import Settings
 from churnfs.world import (
     FIRST_CUTOFF_DAY,
@@ -359,49 +360,14 @@ def write_event_logs(spill: EventSpill, spec: WorldSpec, path: Path) -> int:
     user sort last, as Arrow sorts nulls. Returns the number of unusable rows."""
     schema, sort_keys = SCHEMAS["event_logs"], USER_ORDERED["event_logs"]
     dirty = 0
-    with _RowGroupWriter(path, schema, USER_ROW_GROUP) as writer:
+    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+        row_groups = RowGroupCutter(writer, USER_ROW_GROUP)
         for events, time_rank in spill.user_slices():
             table, n_dirty = event_table(events, spec, event_id=time_rank.astype(np.int64) + 1)
-            writer.write(table.cast(schema).sort_by(sort_keys))
+            row_groups.write(table.cast(schema).sort_by(sort_keys))
             dirty += n_dirty
+        row_groups.flush()
     return dirty
-
-
-class _RowGroupWriter:
-    """A parquet writer that cuts whatever it is given into row groups of exactly ``rows`` rows
-    (the last one shorter): the file equals one ``pq.write_table(..., row_group_size=rows)``."""
-
-    def __init__(self, path: Path, schema: pa.Schema, rows: int) -> None:
-        self._writer = pq.ParquetWriter(path, schema, compression="zstd")
-        self._rows = rows
-        self._pending: list[pa.Table] = []
-        self._pending_rows = 0
-
-    def write(self, table: pa.Table) -> None:
-        self._pending.append(table)
-        self._pending_rows += table.num_rows
-        if self._pending_rows < self._rows:
-            return
-        pending = pa.concat_tables(self._pending)
-        full = pending.num_rows - pending.num_rows % self._rows
-        for offset in range(0, full, self._rows):
-            # one chunk per row group, as a single write of a sorted table has: the writer's data
-            # pages follow the chunks, and so would the file's bytes
-            row_group = pending.slice(offset, self._rows).combine_chunks()
-            self._writer.write_table(row_group, row_group_size=self._rows)
-        rest = pending.slice(full)
-        self._pending, self._pending_rows = ([rest] if rest.num_rows else []), rest.num_rows
-
-    def __enter__(self) -> _RowGroupWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            if self._pending_rows and exc[0] is None:
-                rest = pa.concat_tables(self._pending).combine_chunks()
-                self._writer.write_table(rest, row_group_size=self._rows)
-        finally:
-            self._writer.close()
 
 
 def _write_parquet(

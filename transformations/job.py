@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from churnfs.errors import MissingDataError
-from churnfs.io import atomic_path, write_parquet_atomic
+from churnfs.io import RowGroupCutter, atomic_path, write_parquet_atomic
 from churnfs.settings import Settings
 from churnfs.store.parts import drop_parts
 from churnfs.world import load_world_spec
@@ -114,25 +114,16 @@ def merge_offline_runs(runs: Sequence[Path], path: Path) -> None:
             first = file.read_row_group(group, columns=["event_timestamp"]).column(0)[0]
             by_time.setdefault(first.value, []).append((file, group))
     with atomic_path(path) as tmp, _offline_writer(tmp, schema) as writer:
+        row_groups = RowGroupCutter(writer, OFFLINE_ROW_GROUP)
         for as_of in sorted(by_time):
             pieces = by_time[as_of]
-            if not _in_user_order(pieces):
+            if _in_user_order(pieces):
+                for file, group in pieces:
+                    row_groups.write(file.read_row_group(group).cast(schema))
+            else:
                 table = pa.concat_tables([f.read_row_group(g).cast(schema) for f, g in pieces])
-                writer.write_table(table.sort_by("user_id"), row_group_size=OFFLINE_ROW_GROUP)
-                continue
-            pending: list[pa.Table] = []
-            rows = 0
-            for file, group in pieces:
-                pending.append(file.read_row_group(group).cast(schema))
-                rows += pending[-1].num_rows
-                if rows >= OFFLINE_ROW_GROUP:
-                    table = pa.concat_tables(pending)
-                    full = rows - rows % OFFLINE_ROW_GROUP
-                    writer.write_table(table.slice(0, full), row_group_size=OFFLINE_ROW_GROUP)
-                    rest = table.slice(full)
-                    pending, rows = [rest], rest.num_rows
-            if rows:
-                writer.write_table(pa.concat_tables(pending), row_group_size=OFFLINE_ROW_GROUP)
+                row_groups.write(table.sort_by("user_id"))
+            row_groups.flush()  # a row group never spans two as-of times
 
 
 def _in_user_order(pieces: Sequence[tuple[pq.ParquetFile, int]]) -> bool:
