@@ -179,6 +179,100 @@ def probe_cv(data_dir: str) -> None:
         )
 
 
+POOL_C_GRID = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+POOLS = (
+    ("handwritten",),
+    ("handwritten", "amazon"),
+    ("handwritten", "movie"),
+    ("handwritten", "amazon", "movie"),
+)
+
+
+def _fold_of(source: str, group: str) -> int:
+    from transformations.sentiment import _unit_hash
+
+    return int(_unit_hash("fold", source, group) * CV_FOLDS)
+
+
+def pool_cv(data_dir: str) -> None:
+    """Subprocess: which training pool and settings the probe should be fitted with, by 5-fold
+    cross-validation on the training side only: the hand-written set (stratified folds, as
+    ``cv``) and the real snippets' training split (folds by group: an Amazon review never
+    straddles two folds). Each candidate (pool, VADER as a feature or not, C, weighting by
+    sentence or equal weight per source) is fitted on its pool's part of four folds and scored on
+    the whole fifth fold; its score is the mean over folds of the mean of its ROC-AUC on each
+    source (hand-written, Amazon, movie), so every source counts alike whatever its size. The
+    held-out snippets and the evaluation set are never read."""
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold
+
+    from churnfs.settings import Settings
+    from transformations.embeddings import load_encoder
+    from transformations.sentiment import (
+        fit_probe,
+        method_scores,
+        read_snippets,
+        read_training_set,
+        vader_scores,
+    )
+
+    settings = Settings(data_dir=Path(data_dir))
+    encoder = load_encoder(settings)
+    hand_texts, hand_labels = read_training_set()
+    real = read_snippets("train")
+    texts = [*hand_texts, *real.texts]
+    y = np.concatenate([hand_labels, real.labels])
+    source = np.concatenate([np.full(len(hand_texts), "handwritten"), real.sources])
+    fold = np.empty(len(texts), dtype=np.int64)
+    hand_folds = StratifiedKFold(CV_FOLDS, shuffle=True, random_state=0).split(hand_labels, hand_labels)
+    for index, (_, test) in enumerate(hand_folds):
+        fold[test] = index
+    fold[len(hand_texts) :] = [_fold_of(s, g) for s, g in zip(real.sources, real.groups, strict=True)]
+    vader = vader_scores(texts)
+    embeddings = encoder.encode(texts)
+    sources = ("handwritten", "amazon", "movie")
+
+    def per_source(scores: np.ndarray, test: np.ndarray) -> dict[str, float]:
+        return {
+            s: float(roc_auc_score(y[test & (source == s)], scores[test & (source == s)])) for s in sources
+        }
+
+    def summary(per_fold: list[dict[str, float]]) -> dict[str, Any]:
+        means = [float(np.mean(list(f.values()))) for f in per_fold]
+        return {
+            "score": float(np.mean(means)),
+            "score_sd": float(np.std(means)),
+            **{s: float(np.mean([f[s] for f in per_fold])) for s in sources},
+        }
+
+    folds = [fold == k for k in range(CV_FOLDS)]
+    rows: list[dict[str, Any]] = []
+    for method in ("vader", "prototype", "blend"):
+        scores = method_scores(method, vader, embeddings, texts, encoder)
+        rows.append({"setting": method, **summary([per_source(scores[t], t) for t in folds])})
+    for pool, with_vader, weighting, c in itertools.product(
+        POOLS, (True, False), ("sentence", "source"), POOL_C_GRID
+    ):
+        if weighting == "source" and len(pool) == 1:
+            continue
+        per_fold = []
+        for test in folds:
+            train = ~test & np.isin(source, pool)
+            weight = None
+            if weighting == "source":
+                counts = {s: int((source[train] == s).sum()) for s in pool}
+                weight = np.asarray([train.sum() / (len(pool) * counts[s]) for s in source[train]])
+            probe = fit_probe(embeddings[train], vader[train], y[train], c, with_vader, None, False, weight)
+            per_fold.append(per_source(probe.scores(embeddings[test], vader[test]), test))
+        setting = {"pool": "+".join(pool), "with_vader": with_vader, "weighting": weighting, "c": c}
+        rows.append({"setting": "probe", **setting, **summary(per_fold)})
+        print(json.dumps(rows[-1]), flush=True)
+    best = max((r for r in rows if r["setting"] == "probe"), key=lambda r: r["score"])
+    counts = {s: int((source == s).sum()) for s in sources}
+    print("POOLCV " + json.dumps({"backend": encoder.backend, "counts": counts, "best": best, "rows": rows}))
+
+
 def world_quality(data_dir: str) -> None:
     """Subprocess: every method's ROC-AUC on the generated world's polar reviews, from the cache."""
     import pandas as pd
@@ -324,6 +418,56 @@ def _rows(
     return rows
 
 
+SNIPPET_FILES = {
+    "amazon": "amazonReviewSnippets_GroundTruth.txt",
+    "movie": "movieReviewSnippets_GroundTruth.txt",
+}
+
+
+def extract_snippets(sdist: str, out: str) -> None:
+    """Write the real review snippets of VADER's sdist (``additional_resources/hutto_ICWSM_2014``
+    inside ``vaderSentiment-3.3.2.tar.gz``: Amazon product-review sentences and Rotten Tomatoes
+    movie-review snippets, each with the mean of 20 people's ratings from -4 to +4) to ``out`` as
+    one CSV: source, group (the Amazon review a sentence is from; the snippet itself for films),
+    id, rating, text. Get the sdist with ``pip download --no-deps --no-binary :all:
+    vaderSentiment==3.3.2``."""
+    import io
+    import tarfile
+
+    with tarfile.open(sdist) as outer:
+        inner_member = next(m for m in outer.getmembers() if m.name.endswith("hutto_ICWSM_2014.tar.gz"))
+        inner_file = outer.extractfile(inner_member)
+        assert inner_file is not None
+        inner_bytes = inner_file.read()
+    rows = []
+    with tarfile.open(fileobj=io.BytesIO(inner_bytes)) as inner:
+        for source, name in SNIPPET_FILES.items():
+            member = next(m for m in inner.getmembers() if m.name.endswith("/" + name))
+            handle = inner.extractfile(member)
+            assert handle is not None
+            for line in handle.read().decode("utf-8").splitlines():
+                if not line.strip():
+                    continue
+                snippet_id, rating, text = line.split("\t")
+                group = snippet_id.split("_")[0] if source == "amazon" else snippet_id
+                rows.append(
+                    {
+                        "source": source,
+                        "group": group,
+                        "id": snippet_id,
+                        "rating": rating,
+                        "text": text.strip(),
+                    }
+                )
+    with open(out, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(
+            fh, fieldnames=["source", "group", "id", "rating", "text"], lineterminator="\n"
+        )
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"{len(rows):,} snippets written to {out}")
+
+
 def main(argv: list[str]) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -334,8 +478,12 @@ def main(argv: list[str]) -> int:
         world_quality(rest[0])
     elif command == "cv":
         probe_cv(rest[0])
+    elif command == "poolcv":
+        pool_cv(rest[0])
+    elif command == "snippets":
+        extract_snippets(rest[0], rest[1])
     else:
-        raise SystemExit(f"unknown command {command!r}: quality, world or cv")
+        raise SystemExit(f"unknown command {command!r}: quality, world, cv or snippets")
     return 0
 
 

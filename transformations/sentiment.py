@@ -51,6 +51,7 @@ is derived from it and the cached embedding when read, so switching methods neve
 from __future__ import annotations
 
 import csv
+import hashlib
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -208,6 +209,71 @@ def read_training_set(path: Path = TRAINING_SET) -> tuple[list[str], np.ndarray]
     return [r["text"] for r in rows], np.asarray([r["label"] == "positive" for r in rows], dtype=np.int64)
 
 
+REVIEW_SNIPPETS = Path(__file__).with_name("review_snippets.csv")
+"""Real review text with people's ratings, from the data set of the VADER paper (Hutto & Gilbert,
+ICWSM 2014) as the vaderSentiment 3.3.2 sdist ships it (MIT licence, ``review_snippets_LICENSE.txt``
+beside this file): 3,708 Amazon product-review sentences from 309 reviews of five products
+(Hu & Liu, 2004) and 10,605 Rotten Tomatoes movie-review snippets (Pang & Lee), each rated from -4
+to +4 by 20 people; ``rating`` is their mean. Written out by ``python -m bench.sentiment snippets``."""
+
+SNIPPET_POLARITY = 1.0
+"""A snippet is labelled positive when its mean rating is at least this, negative when at most
+minus this; the ones between (neutral or disputed) are left out."""
+
+SNIPPET_HELD_OUT_SHARE = 0.3
+"""The share of snippet groups (an Amazon review with all its sentences; a movie snippet) held
+out from every fit: the real-text evaluation. Which group goes where is fixed by a hash of its
+source and group, never by looking at scores."""
+
+SnippetSplit = Literal["train", "held_out"]
+
+
+@dataclass(frozen=True)
+class LabelledTexts:
+    """Texts with labels (1 positive, 0 negative), the source each came from, and its group (the
+    unit that never straddles two folds or splits)."""
+
+    texts: list[str]
+    labels: np.ndarray
+    sources: np.ndarray
+    groups: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def _unit_hash(salt: str, source: str, group: str) -> float:
+    """A stable number in [0, 1) for a snippet group."""
+    digest = hashlib.sha256(f"{salt}\0{source}\0{group}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def snippet_split(source: str, group: str) -> SnippetSplit:
+    """Where a snippet group belongs: held out (about ``SNIPPET_HELD_OUT_SHARE`` of groups) or train."""
+    return "held_out" if _unit_hash("split", source, group) < SNIPPET_HELD_OUT_SHARE else "train"
+
+
+def read_snippets(split: SnippetSplit, path: Path = REVIEW_SNIPPETS) -> LabelledTexts:
+    """The labelled real snippets of one split (neutral ones left out, see ``SNIPPET_POLARITY``). A
+    training snippet whose text also occurs in the held-out split is dropped, so no sentence is on
+    both sides."""
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = [r for r in csv.DictReader(fh) if abs(float(r["rating"])) >= SNIPPET_POLARITY]
+    held_out_texts = {r["text"] for r in rows if snippet_split(r["source"], r["group"]) == "held_out"}
+    chosen = [
+        r
+        for r in rows
+        if snippet_split(r["source"], r["group"]) == split
+        and (split == "held_out" or r["text"] not in held_out_texts)
+    ]
+    return LabelledTexts(
+        texts=[r["text"] for r in chosen],
+        labels=np.asarray([float(r["rating"]) > 0 for r in chosen], dtype=np.int64),
+        sources=np.asarray([r["source"] for r in chosen]),
+        groups=np.asarray([r["group"] for r in chosen]),
+    )
+
+
 def probe_features(embeddings: np.ndarray, vader: np.ndarray, with_vader: bool) -> np.ndarray:
     """The probe's input: the embedding rows, and VADER's score as one more column if asked."""
     embeddings = np.asarray(embeddings, dtype=np.float64)
@@ -243,6 +309,7 @@ def fit_probe(
     with_vader: bool = PROBE_WITH_VADER,
     class_weight: Literal["balanced"] | None = PROBE_CLASS_WEIGHT,
     standardise: bool = PROBE_STANDARDISE,
+    sample_weight: np.ndarray | None = None,
 ) -> SentimentProbe:
     """An L2-regularised logistic regression of ``labels`` (1 positive) on the embeddings (and
     VADER's score), each column z-scored on the training rows first if ``standardise`` (folded
@@ -255,7 +322,7 @@ def fit_probe(
         mean, scale = features.mean(axis=0), features.std(axis=0)
         scale[scale == 0] = 1.0
     model = LogisticRegression(C=c, class_weight=class_weight, max_iter=10_000)
-    model.fit((features - mean) / scale, np.asarray(labels))
+    model.fit((features - mean) / scale, np.asarray(labels), sample_weight=sample_weight)
     coef = model.coef_[0].astype(np.float64) / scale
     intercept = float(model.intercept_[0]) - float(coef @ mean)
     dim = np.asarray(embeddings).shape[1]
