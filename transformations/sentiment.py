@@ -52,12 +52,14 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
+import logging
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 
@@ -70,6 +72,8 @@ if TYPE_CHECKING:
 SentimentMethod = Literal["vader", "prototype", "blend", "probe"]
 SENTIMENT_METHODS: tuple[str, ...] = get_args(SentimentMethod)
 DEFAULT_METHOD: SentimentMethod = "probe"
+
+logger = logging.getLogger(__name__)
 
 POSITIVE_PROTOTYPES: tuple[str, ...] = (
     "This product is excellent and works perfectly.",
@@ -189,17 +193,30 @@ TRAINING_SET = Path(__file__).with_name("sentiment_train.csv")
 set: written apart from the evaluation set and the generator's phrases
 (``tests/data/test_sentiment_train_set.py`` checks both)."""
 
-PROBE_C = 3.0
-"""Inverse L2 strength of the probe's logistic regression. Chosen with ``PROBE_WITH_VADER`` and
-``PROBE_CLASS_WEIGHT`` by 5-fold stratified cross-validation on ``TRAINING_SET`` only
-(``python -m bench.sentiment cv``); see docs/benchmarks.md, "sentiment methods"."""
+PROBE_POOL: tuple[str, ...] = ("handwritten", "amazon", "movie")
+"""What the probe is fitted on: the hand-written training set and the training split of the real
+Amazon and movie snippets (``read_snippets("train")``)."""
+PROBE_C = 1.0
+"""Inverse L2 strength of the probe's logistic regression. Chosen with ``PROBE_POOL``,
+``PROBE_WITH_VADER`` and ``PROBE_WEIGHTING`` by 5-fold cross-validation on the training side only
+(``python -m bench.sentiment poolcv``): the best mean over folds of the mean ROC-AUC on the three
+sources; see docs/benchmarks.md, "sentiment methods"."""
 PROBE_WITH_VADER = True
 """Whether the VADER compound score is a feature beside the embedding."""
+PROBE_WEIGHTING: Literal["sentence", "source"] = "source"
+"""``source``: every source of the pool weighs alike in the fit, whatever its size (the movie
+snippets would otherwise outweigh the rest seven to one); ``sentence``: every sentence alike."""
 PROBE_CLASS_WEIGHT: Literal["balanced"] | None = None
-"""scikit-learn's ``class_weight``; the training set is balanced within a point or two."""
+"""scikit-learn's ``class_weight``; the pool is balanced within a few points."""
 PROBE_STANDARDISE = False
-"""Whether each feature is z-scored on the training set before the fit (else the L2-normalised
+"""Whether each feature is z-scored on the training rows before the fit (else the L2-normalised
 embedding and VADER's score enter as they are)."""
+
+PROBE_FILE = Path(__file__).with_name("sentiment_probe.json")
+"""The probe fitted for the default model, shipped so that no process pays for embedding its
+training pool (``python -m transformations.sentiment fit`` writes it). It is used for an encoder
+of its model while its pool digest and settings are today's; otherwise the probe is fitted at
+first use."""
 
 
 def read_training_set(path: Path = TRAINING_SET) -> tuple[list[str], np.ndarray]:
@@ -274,6 +291,50 @@ def read_snippets(split: SnippetSplit, path: Path = REVIEW_SNIPPETS) -> Labelled
     )
 
 
+def probe_training_pool(pool: Sequence[str] = PROBE_POOL) -> LabelledTexts:
+    """The probe's training texts: the hand-written set (source ``handwritten``) and the snippets'
+    training split, of the sources ``pool`` names."""
+    unknown = set(pool) - {"handwritten", "amazon", "movie"}
+    if unknown:
+        raise ValueError(f"unknown probe training sources: {sorted(unknown)}")
+    texts, labels = read_training_set() if "handwritten" in pool else ([], np.zeros(0, dtype=np.int64))
+    real = read_snippets("train")
+    keep = np.isin(real.sources, list(pool))
+    return LabelledTexts(
+        texts=[*texts, *(t for t, k in zip(real.texts, keep, strict=True) if k)],
+        labels=np.concatenate([labels, real.labels[keep]]),
+        sources=np.concatenate([np.full(len(texts), "handwritten"), real.sources[keep]]),
+        groups=np.concatenate([np.arange(len(texts)).astype(str), real.groups[keep]]),
+    )
+
+
+def source_weights(sources: np.ndarray) -> np.ndarray:
+    """Sample weights under which every source weighs alike in total (the weights sum to the
+    number of rows)."""
+    names, inverse, counts = np.unique(sources, return_inverse=True, return_counts=True)
+    return len(sources) / (len(names) * counts[inverse])
+
+
+def pool_digest(pool: LabelledTexts) -> str:
+    """SHA-256 of the pool's sources, labels and texts, in order: what a shipped fit was made on."""
+    digest = hashlib.sha256()
+    for source, label, text in zip(pool.sources, pool.labels, pool.texts, strict=True):
+        digest.update(f"{source}\0{int(label)}\0{text}\n".encode())
+    return digest.hexdigest()
+
+
+def probe_settings() -> dict[str, Any]:
+    """Today's probe settings, as a shipped fit records them."""
+    return {
+        "pool": list(PROBE_POOL),
+        "c": PROBE_C,
+        "with_vader": PROBE_WITH_VADER,
+        "weighting": PROBE_WEIGHTING,
+        "class_weight": PROBE_CLASS_WEIGHT,
+        "standardise": PROBE_STANDARDISE,
+    }
+
+
 def probe_features(embeddings: np.ndarray, vader: np.ndarray, with_vader: bool) -> np.ndarray:
     """The probe's input: the embedding rows, and VADER's score as one more column if asked."""
     embeddings = np.asarray(embeddings, dtype=np.float64)
@@ -331,21 +392,87 @@ def fit_probe(
     )
 
 
+def fit_pool_probe(encoder: Encoder, pool: LabelledTexts | None = None) -> SentimentProbe:
+    """The probe by today's settings, fitted on ``pool`` (default: ``probe_training_pool()``)
+    embedded by ``encoder`` and centred on the neutral anchors."""
+    pool = pool if pool is not None else probe_training_pool()
+    weight = source_weights(pool.sources) if PROBE_WEIGHTING == "source" else None
+    fitted = fit_probe(
+        encoder.encode(pool.texts), vader_scores(pool.texts), pool.labels, sample_weight=weight
+    )
+    anchors = list(NEUTRAL_ANCHORS)
+    return centred_on(fitted, encoder.encode(anchors), vader_scores(anchors))
+
+
+def write_probe_file(encoder: Encoder, path: Path = PROBE_FILE) -> dict[str, Any]:
+    """Fit the probe under ``encoder`` and write it to ``path`` with what it was fitted on."""
+    pool = probe_training_pool()
+    probe = fit_pool_probe(encoder, pool)
+    record = {
+        "model": encoder.model_name,
+        "fitted_with_backend": encoder.backend,
+        "settings": probe_settings(),
+        "pool_sha256": pool_digest(pool),
+        "sentences": {
+            str(s): int(n) for s, n in zip(*np.unique(pool.sources, return_counts=True), strict=True)
+        },
+        "positive_share": round(float(pool.labels.mean()), 4),
+        "intercept": probe.intercept,
+        "vader_weight": probe.vader_weight,
+        "weights": probe.weights.tolist(),
+    }
+    path.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    return record
+
+
+@lru_cache(maxsize=1)
+def shipped_probe_record(path: Path = PROBE_FILE) -> dict[str, Any] | None:
+    """The shipped fit, if it is of today's pool and settings (read once per process); None and a
+    warning if it is stale or missing."""
+    if not path.exists():
+        logger.warning("no shipped sentiment probe at %s: the probe will be fitted at first use", path)
+        return None
+    record: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    if record["settings"] != probe_settings() or record["pool_sha256"] != pool_digest(probe_training_pool()):
+        logger.warning(
+            "the shipped sentiment probe (%s) was fitted on other data or settings than today's: it will "
+            "be fitted again at first use; run `python -m transformations.sentiment fit` to ship a new one",
+            path,
+        )
+        return None
+    return record
+
+
 _PROBES: dict[tuple[str, str, str], SentimentProbe] = {}
 _PROBES_LOCK = threading.Lock()
 
 
 def sentiment_probe(encoder: Encoder) -> SentimentProbe:
-    """The probe under ``encoder``, fitted once per process and (model, backend, device) on
-    ``TRAINING_SET`` embedded by that encoder (the same key as the prototype axis)."""
+    """The probe under ``encoder``: the shipped fit when it is of the encoder's model (any backend:
+    the backends' vectors agree to a cosine of 0.9999, see transformations.embeddings) and still
+    current; else fitted once per process and (model, backend, device) on the training pool
+    embedded by that encoder (the same key as the prototype axis)."""
     key = (encoder.model_name, encoder.backend, encoder.device)
     with _PROBES_LOCK:
         probe = _PROBES.get(key)
         if probe is None:
-            texts, labels = read_training_set()
-            fitted = fit_probe(encoder.encode(texts), vader_scores(texts), labels)
-            anchors = list(NEUTRAL_ANCHORS)
-            probe = _PROBES[key] = centred_on(fitted, encoder.encode(anchors), vader_scores(anchors))
+            record = shipped_probe_record()
+            if record is not None and record["model"] == encoder.model_name:
+                probe = SentimentProbe(
+                    weights=np.asarray(record["weights"], dtype=np.float64),
+                    vader_weight=float(record["vader_weight"]),
+                    intercept=float(record["intercept"]),
+                )
+            else:
+                pool = probe_training_pool()
+                logger.info(
+                    "fitting the sentiment probe for %s (%s): embedding its %s training sentences once",
+                    encoder.model_name,
+                    encoder.backend,
+                    f"{len(pool):,}",
+                )
+                probe = fit_pool_probe(encoder, pool)
+            _PROBES[key] = probe
     return probe
 
 
@@ -408,3 +535,43 @@ def sentiment_scores(
         assert settings is not None
         encoder = load_encoder(settings)
     return method_scores(method, vader, encoder.encode(texts), texts, encoder)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m transformations.sentiment fit [--data-dir DIR] [--backend onnx]``: fit the probe
+    for the settings' model and write ``PROBE_FILE`` (the ONNX export is cached under DIR)."""
+    import argparse
+
+    from churnfs.settings import Settings
+    from transformations.embeddings import load_encoder
+
+    parser = argparse.ArgumentParser(prog="python -m transformations.sentiment", description=main.__doc__)
+    parser.add_argument("command", choices=["fit"])
+    parser.add_argument("--data-dir", type=Path, default=None, help="where the encoder's export is cached")
+    parser.add_argument(
+        "--backend", default="onnx", help="embedding backend to fit with (default: onnx, fp32)"
+    )
+    args = parser.parse_args(argv)
+    overrides: dict[str, Any] = {"embedding_backend": args.backend, "embedding_device": "cpu"}
+    if args.data_dir is not None:
+        overrides["data_dir"] = args.data_dir
+    encoder = load_encoder(Settings(**overrides))
+    record = write_probe_file(encoder)
+    total = sum(record["sentences"].values())
+    logger.info(
+        "wrote %s: %s on %s, %s sentences %s, pool sha256 %s",
+        PROBE_FILE,
+        encoder.model_name,
+        encoder.backend,
+        f"{total:,}",
+        record["sentences"],
+        record["pool_sha256"][:12],
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    sys.exit(main())
