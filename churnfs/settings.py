@@ -125,8 +125,9 @@ class Settings(BaseSettings):
     sentiment_method: Literal["vader", "prototype", "blend", "probe"] = Field(
         default="probe",
         description="Review sentiment (transformations/sentiment.py): 'probe' (default: a logistic "
-        "regression over the review's embedding and VADER score, fitted at first use on the shipped "
-        "transformations/sentiment_train.csv), 'vader' (lexicon), 'prototype' (zero-shot from the "
+        "regression over the review's embedding and VADER score, fitted on real Amazon and movie review "
+        "snippets plus hand-written review sentences; shipped fitted for all-MiniLM-L6-v2, fitted at "
+        "first use for another model), 'vader' (lexicon), 'prototype' (zero-shot from the "
         "review's embedding: similarity to positive vs negative prototype sentences) or 'blend' "
         "(the mean of 'vader' and 'prototype').",
     )

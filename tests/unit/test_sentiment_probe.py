@@ -1,10 +1,13 @@
 """The ``probe`` sentiment method on hand-made vectors: its score is 2 * P(positive) - 1 of the
-logistic regression it fits, z-scoring folds back into one dot product, blank texts score 0, and
-the fit runs once per encoder."""
+logistic regression it fits, z-scoring folds back into one dot product, blank texts score 0, the
+fit runs once per encoder, and a shipped fit is used only while it is of today's pool and
+settings."""
 
 from __future__ import annotations
 
+import json
 import zlib
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,12 +17,19 @@ from sklearn.linear_model import LogisticRegression
 from transformations.embeddings import Encoder
 from transformations.sentiment import (
     NEUTRAL_ANCHORS,
+    PROBE_FILE,
     centred_on,
+    fit_pool_probe,
     fit_probe,
     method_scores,
+    pool_digest,
     probe_features,
+    probe_settings,
+    probe_training_pool,
     sentiment_probe,
+    shipped_probe_record,
     vader_scores,
+    write_probe_file,
 )
 
 
@@ -108,3 +118,32 @@ def test_the_default_probe_puts_the_neutral_anchors_at_zero_on_average() -> None
     anchors = list(NEUTRAL_ANCHORS)
     logits = sentiment_probe(encoder).logits(encoder.encode(anchors), vader_scores(anchors))
     assert abs(logits.mean()) < 1e-9
+
+
+def test_a_stale_or_missing_shipped_probe_is_not_used(tmp_path: Path) -> None:
+    read = shipped_probe_record.__wrapped__  # the uncached reader
+    record = json.loads(PROBE_FILE.read_text(encoding="utf-8"))
+    assert read(PROBE_FILE) == record
+    other_pool = tmp_path / "other-pool.json"
+    other_pool.write_text(json.dumps({**record, "pool_sha256": "0" * 64}), encoding="utf-8")
+    other_settings = tmp_path / "other-settings.json"
+    other_settings.write_text(
+        json.dumps({**record, "settings": {**record["settings"], "c": 2.0}}), encoding="utf-8"
+    )
+    assert read(other_pool) is None and read(other_settings) is None
+    assert read(tmp_path / "missing.json") is None
+
+
+def test_written_probe_file_records_its_fit_and_reads_back(tmp_path: Path) -> None:
+    encoder = Encoder(model=HashModel(), model_name="hash-file", backend="toy", device="cpu", batch_size=64)
+    path = tmp_path / "probe.json"
+    record = write_probe_file(encoder, path)
+    pool = probe_training_pool()
+    assert json.loads(path.read_text(encoding="utf-8")) == record
+    assert record["model"] == "hash-file" and record["pool_sha256"] == pool_digest(pool)
+    assert record["settings"] == probe_settings() and sum(record["sentences"].values()) == len(pool)
+    refit = fit_pool_probe(encoder, pool)
+    np.testing.assert_allclose(record["weights"], refit.weights)
+    assert (record["vader_weight"], record["intercept"]) == pytest.approx(
+        (refit.vader_weight, refit.intercept)
+    )
