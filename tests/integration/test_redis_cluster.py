@@ -186,6 +186,9 @@ def test_a_killed_node_mid_read_falls_back_without_errors_and_recovers(cluster_w
         try:
             load.wait_for("before", 20)
             load.phase = "killing"  # reads of the live masters may still succeed until one fails
+            # One answer tagged "killing" means the last request sent "before" has been answered:
+            # none is in flight across the kill (one was, once, and came back offline).
+            load.wait_for("killing", 1)
             victim.kill()
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and not any(

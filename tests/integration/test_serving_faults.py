@@ -46,6 +46,7 @@ def test_redis_outage_falls_back_without_errors_and_recovers_without_restart(
         load.wait_for("before", 20)
 
         load.phase = "stopping"  # answers while Redis shuts down may come from either store
+        load.wait_for("stopping", 1)  # so no request sent "before" is in flight across the stop
         stop_redis(redis_server)
         load.phase = "down"
         load.wait_for("down", 40)
