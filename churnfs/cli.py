@@ -143,9 +143,9 @@ def train(
     ] = None,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Train the churn models on point-in-time features and register the best (validation PR-AUC):
-    as churn-model@champion if it is not worse than the champion on the test period, else as
-    @challenger."""
+    """Train the churn models on point-in-time features and register the chosen one (the simplest
+    within one standard error of the best validation PR-AUC): as churn-model@champion if it is not
+    worse than the champion on the test period, else as @challenger."""
     from training.train import summary_rows, train_models
 
     settings = _settings(data_dir)

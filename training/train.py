@@ -11,8 +11,9 @@
 3. One design-matrix layout fitted on the training period (``training.design``), a leak scan of
    every column against the oracle, then each model fitted on the training period and early
    stopped on the validation period (``training.estimators``).
-4. Validation metrics for every model and the oracle; the best by validation PR-AUC is the
-   chosen model. Nothing so far reads a test row.
+4. Validation metrics for every model and the oracle; the chosen model is the simplest whose
+   validation PR-AUC is within one bootstrap standard error of the best's (``training.selection``:
+   logistic regression before the boosted trees). Nothing so far reads a test row.
 5. The test period, scored once at the end: the chosen model and the oracle on the test rows,
    and the current champion on the same rows for the gate (``training.gate``).
 6. One MLflow run per model (parameters, validation metrics, plots, the pyfunc model; the chosen
@@ -55,6 +56,7 @@ from training.gate import GateDecision
 from training.leakage import check_ceiling, check_time_split, scan_single_features
 from training.progress import progress_bar
 from training.sampling import CutoffSample, SamplingReport
+from training.selection import Selection, choose_model
 
 logger = logging.getLogger(__name__)
 
@@ -88,9 +90,10 @@ class Evaluation:
     results: dict[str, ModelResult]
     validation_frame: pd.DataFrame
 
-    def best(self, metric: str = "pr_auc") -> ModelResult:
-        """The chosen model: the best on the validation period (never on the test period)."""
-        return max(self.results.values(), key=lambda r: r.metrics[metric])
+    def choose(self) -> Selection:
+        """Which model is chosen, on the validation period alone (never the test period): the
+        simplest within one standard error of the best validation PR-AUC (``training.selection``)."""
+        return choose_model({kind: r.scores for kind, r in self.results.items()}, self.labels)
 
 
 @dataclass
@@ -466,7 +469,9 @@ def train_models(
             max_rounds,
             show_progress,
         )
-        chosen = evaluation.best("pr_auc")
+        selection = evaluation.choose()
+        chosen = evaluation.results[selection.chosen]
+        logger.info("model choice: %s", selection.describe())
         # the test period, touched once: the chosen model only, after the choice
         test = score_test_period(chosen, training_set.rows_at(test_cutoffs), oracle)
         registry = track_and_register(
@@ -489,6 +494,8 @@ def train_models(
         "oracle": evaluation.oracle_metrics,
         "fit seconds": {kind: round(r.fitted.seconds, 2) for kind, r in evaluation.results.items()},
         "best model": chosen.kind,
+        "selection": selection.describe(),
+        "selection standard error": round(selection.best_se, 6),
         "validation roc_auc share of oracle": round(
             chosen.metrics["roc_auc"] / evaluation.oracle_metrics["roc_auc"], 4
         ),
