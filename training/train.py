@@ -13,7 +13,7 @@
    stopped on the validation period (``training.estimators``).
 4. Validation metrics for every model and the oracle; the chosen model is the simplest whose
    validation PR-AUC is within one bootstrap standard error of the best's (``training.selection``:
-   logistic regression before the boosted trees). Nothing so far reads a test row.
+   logistic regression, then LightGBM and XGBoost, then CatBoost). Nothing so far reads a test row.
 5. The test period, scored once at the end: the chosen model and the oracle on the test rows,
    and the current champion on the same rows for the gate (``training.gate``).
 6. One MLflow run per model (parameters, validation metrics, plots, the pyfunc model; the chosen

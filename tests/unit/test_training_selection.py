@@ -59,3 +59,12 @@ def test_a_clearly_better_model_is_chosen_and_the_choice_is_repeatable() -> None
     assert choose_model({"lightgbm": scores["lightgbm"]}, labels).chosen == "lightgbm"
     with pytest.raises(ValueError, match="no fitted model"):
         choose_model({}, labels)
+
+
+def test_catboost_within_noise_of_a_cheaper_booster_gives_way_to_it() -> None:
+    signal, labels = _world(2000)
+    base = signal + np.random.default_rng(7).normal(scale=0.3, size=len(signal))
+    better = base.copy()
+    better[np.flatnonzero(labels)[:3]] += 0.5
+    selection = choose_model({"catboost": better, "lightgbm": base}, labels)
+    assert selection.best == "catboost" and selection.chosen == "lightgbm"
