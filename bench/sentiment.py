@@ -235,9 +235,9 @@ POOLS = (
 
 
 def _fold_of(source: str, group: str) -> int:
-    from transformations.sentiment import _unit_hash
+    from transformations.sentiment import unit_hash
 
-    return int(_unit_hash("fold", source, group) * CV_FOLDS)
+    return int(unit_hash("fold", source, group) * CV_FOLDS)
 
 
 def pool_cv(data_dir: str) -> None:
@@ -258,27 +258,24 @@ def pool_cv(data_dir: str) -> None:
     from transformations.sentiment import (
         fit_probe,
         method_scores,
-        read_snippets,
-        read_training_set,
+        probe_training_pool,
         source_weights,
         vader_scores,
     )
 
     settings = Settings(data_dir=Path(data_dir))
     encoder = load_encoder(settings)
-    hand_texts, hand_labels = read_training_set()
-    real = read_snippets("train")
-    texts = [*hand_texts, *real.texts]
-    y = np.concatenate([hand_labels, real.labels])
-    source = np.concatenate([np.full(len(hand_texts), "handwritten"), real.sources])
+    sources = ("handwritten", "amazon", "movie")
+    pool = probe_training_pool(sources)  # the hand-written set first, then the training snippets
+    texts, y, source = pool.texts, pool.labels, pool.sources
+    hand = source == "handwritten"
     fold = np.empty(len(texts), dtype=np.int64)
-    hand_folds = StratifiedKFold(CV_FOLDS, shuffle=True, random_state=0).split(hand_labels, hand_labels)
+    hand_folds = StratifiedKFold(CV_FOLDS, shuffle=True, random_state=0).split(y[hand], y[hand])
     for index, (_, test) in enumerate(hand_folds):
-        fold[test] = index
-    fold[len(hand_texts) :] = [_fold_of(s, g) for s, g in zip(real.sources, real.groups, strict=True)]
+        fold[np.flatnonzero(hand)[test]] = index
+    fold[~hand] = [_fold_of(s, g) for s, g in zip(source[~hand], pool.groups[~hand], strict=True)]
     vader = vader_scores(texts)
     embeddings = encoder.encode(texts)
-    sources = ("handwritten", "amazon", "movie")
 
     def per_source(scores: np.ndarray, test: np.ndarray) -> dict[str, float]:
         """ROC-AUC on each source of the rows in ``test``, from their ``scores`` (in row order)."""
@@ -560,7 +557,7 @@ def main(argv: list[str]) -> int:
     elif command == "snippets":
         extract_snippets(rest[0], rest[1])
     else:
-        raise SystemExit(f"unknown command {command!r}: quality, world, cv or snippets")
+        raise SystemExit(f"unknown command {command!r}: quality, world, cv, poolcv or snippets")
     return 0
 
 

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SELECTION_METRIC = "pr_auc"
 SELECTION_RESAMPLES = 200
 SELECTION_SEED = 0
 COMPLEXITY: dict[str, int] = {"logistic_regression": 0, "lightgbm": 1, "xgboost": 1, "catboost": 2}

@@ -268,15 +268,16 @@ class LabelledTexts:
         return len(self.texts)
 
 
-def _unit_hash(salt: str, source: str, group: str) -> float:
-    """A stable number in [0, 1) for a snippet group."""
+def unit_hash(salt: str, source: str, group: str) -> float:
+    """A stable number in [0, 1) for a snippet group (``salt`` makes independent draws: the split,
+    the benchmark's folds)."""
     digest = hashlib.sha256(f"{salt}\0{source}\0{group}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
 def snippet_split(source: str, group: str) -> SnippetSplit:
     """Where a snippet group belongs: held out (about ``SNIPPET_HELD_OUT_SHARE`` of groups) or train."""
-    return "held_out" if _unit_hash("split", source, group) < SNIPPET_HELD_OUT_SHARE else "train"
+    return "held_out" if unit_hash("split", source, group) < SNIPPET_HELD_OUT_SHARE else "train"
 
 
 def read_snippets(split: SnippetSplit, path: Path = REVIEW_SNIPPETS) -> LabelledTexts:
@@ -285,12 +286,12 @@ def read_snippets(split: SnippetSplit, path: Path = REVIEW_SNIPPETS) -> Labelled
     both sides."""
     with path.open(newline="", encoding="utf-8") as fh:
         rows = [r for r in csv.DictReader(fh) if abs(float(r["rating"])) >= SNIPPET_POLARITY]
-    held_out_texts = {r["text"] for r in rows if snippet_split(r["source"], r["group"]) == "held_out"}
+    sides = [snippet_split(r["source"], r["group"]) for r in rows]
+    held_out_texts = {r["text"] for r, side in zip(rows, sides, strict=True) if side == "held_out"}
     chosen = [
         r
-        for r in rows
-        if snippet_split(r["source"], r["group"]) == split
-        and (split == "held_out" or r["text"] not in held_out_texts)
+        for r, side in zip(rows, sides, strict=True)
+        if side == split and (split == "held_out" or r["text"] not in held_out_texts)
     ]
     return LabelledTexts(
         texts=[r["text"] for r in chosen],
